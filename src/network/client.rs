@@ -1,0 +1,163 @@
+//! The client side of the peer network, used by OpenRaft's core.
+//!
+//! One tonic `Channel` (one HTTP/2 connection, multiplexed) is kept per peer
+//! address and shared by every replication stream and vote to that peer.
+//! Channels connect lazily, so `new_client` never blocks on a dead peer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use tonic::transport::{Channel, Endpoint};
+
+use super::convert::ConvertError;
+use super::pb;
+use super::pb::raft_service_client::RaftServiceClient;
+use super::MAX_MESSAGE_BYTES;
+use crate::types::{NodeId, PeerAddr, TypeConfig};
+
+/// Creates [`PeerConnection`]s for OpenRaft and keeps one channel per peer.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    own_id: NodeId,
+    connect_timeout: Duration,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerNetwork {
+    pub fn new(own_id: NodeId, connect_timeout: Duration) -> Self {
+        Self { own_id, connect_timeout, channels: Arc::default() }
+    }
+
+    fn channel(&self, raft_addr: &str) -> Result<Channel, String> {
+        // A poisoned map only ever holds complete entries; keep using it.
+        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(channel) = channels.get(raft_addr) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{raft_addr}"))
+            .map_err(|e| format!("invalid raft address {raft_addr:?}: {e}"))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect_lazy();
+        channels.insert(raft_addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &PeerAddr) -> PeerConnection {
+        let client = self.channel(&node.raft_addr).map(|channel| {
+            RaftServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        });
+        PeerConnection { own_id: self.own_id, target, client }
+    }
+}
+
+/// OpenRaft's handle on one peer.
+pub struct PeerConnection {
+    own_id: NodeId,
+    target: NodeId,
+    /// `Err` when the peer's address cannot even be parsed; every RPC then
+    /// reports the peer as unreachable so OpenRaft backs off.
+    client: Result<RaftServiceClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadAddress(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("peer sent an invalid reply: {0}")]
+struct InvalidReply(#[from] ConvertError);
+
+impl PeerConnection {
+    /// Runs one RPC under OpenRaft's deadline and sorts failures the way
+    /// OpenRaft needs them: a peer that cannot be reached is `Unreachable` (the
+    /// replication stream backs off), a slow one is `Timeout`, a broken reply is
+    /// a `NetworkError` (retried), and an error the peer's Raft returned is a
+    /// `RemoteError`.
+    async fn call<Reply, Resp, E, F, Fut>(
+        &mut self,
+        action: RPCTypes,
+        option: &RPCOption,
+        rpc: F,
+    ) -> Result<Resp, RPCError<NodeId, PeerAddr, RaftError<NodeId, E>>>
+    where
+        E: std::error::Error,
+        F: FnOnce(RaftServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Reply>, tonic::Status>>,
+        Reply: TryInto<Result<Resp, RaftError<NodeId, E>>, Error = ConvertError>,
+    {
+        let client = match &self.client {
+            Ok(client) => client.clone(),
+            Err(msg) => return Err(RPCError::Unreachable(Unreachable::new(&BadAddress(msg.clone())))),
+        };
+        let ttl = option.hard_ttl();
+        let reply = match tokio::time::timeout(ttl, rpc(client)).await {
+            Err(_elapsed) => {
+                return Err(RPCError::Timeout(Timeout { action, id: self.own_id, target: self.target, timeout: ttl }))
+            }
+            Ok(Err(status)) => return Err(status_to_rpc_error(status)),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        match reply.try_into() {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(raft_err)) => Err(RPCError::RemoteError(RemoteError::new(self.target, raft_err))),
+            Err(convert) => Err(RPCError::Network(NetworkError::new(&InvalidReply(convert)))),
+        }
+    }
+}
+
+/// Transport failures (refused, reset, DNS) come back from tonic as
+/// `Unavailable`; those peers are unreachable and retrying at once is waste.
+fn status_to_rpc_error<E: std::error::Error>(
+    status: tonic::Status,
+) -> RPCError<NodeId, PeerAddr, RaftError<NodeId, E>> {
+    match status.code() {
+        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
+        _ => RPCError::Network(NetworkError::new(&status)),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, PeerAddr, RaftError<NodeId>>> {
+        let req = pb::AppendEntriesRequest::from(rpc);
+        self.call(RPCTypes::AppendEntries, &option, |mut c| async move { c.append_entries(req).await }).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, PeerAddr, RaftError<NodeId>>> {
+        let req = pb::VoteRequest::from(rpc);
+        self.call(RPCTypes::Vote, &option, |mut c| async move { c.vote(req).await }).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, PeerAddr, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        let req = pb::InstallSnapshotRequest::from(rpc);
+        self.call(RPCTypes::InstallSnapshot, &option, |mut c| async move { c.install_snapshot(req).await }).await
+    }
+}
