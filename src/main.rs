@@ -1,1 +1,58 @@
-fn main() {}
+//! The `gameraft` binary: `serve` runs one node, `cluster` runs a local
+//! cluster of them.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gameraft::cluster::{self, ClusterConfig};
+use gameraft::config::NodeConfig;
+use gameraft::node::RunningNode;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "gameraft", version, about = "Raft-replicated game event log for game-server workers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run one node.
+    Serve(NodeConfig),
+    /// Run a local cluster of nodes on 127.0.0.1 until Ctrl-C.
+    Cluster(ClusterConfig),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Commands::Serve(config) => serve(config).await,
+        Commands::Cluster(config) => cluster::run(config).await.context("local cluster failed"),
+    }
+}
+
+async fn serve(config: NodeConfig) -> anyhow::Result<()> {
+    let node = RunningNode::start(config).await.context("node failed to start")?;
+    // One line on stdout says where the node is, for scripts and tests.
+    println!(
+        "{}",
+        serde_json::json!({
+            "node_id": node.node_id(),
+            "http_addr": node.http_addr.to_string(),
+            "raft_addr": node.raft_addr.to_string(),
+        })
+    );
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            _ = sigterm.recv() => tracing::info!("SIGTERM received"),
+        }
+    };
+    node.run_until(shutdown).await.context("node stopped with an error")
+}

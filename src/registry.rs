@@ -34,7 +34,7 @@ impl NodeRegistry {
         Self::default()
     }
 
-    /// Records one node's addresses (this node's own, before it is a member).
+    /// Records one node's addresses, until the next `sync_with`.
     pub fn insert(&self, id: NodeId, addr: PeerAddr) {
         self.write().addrs.insert(id, addr);
     }
@@ -43,16 +43,11 @@ impl NodeRegistry {
         self.read().addrs.get(&id).cloned()
     }
 
-    /// Replaces the registry's content with `membership`'s nodes. A node that
-    /// left the membership leaves the registry; `keep` (this node) stays even
-    /// when it is not, or no longer, a member so it can still describe itself.
-    pub fn sync_with(&self, membership: &Membership, keep: NodeId) {
+    /// Replaces the registry's content with `membership`'s nodes: a node that
+    /// left the membership leaves the registry.
+    pub fn sync_with(&self, membership: &Membership) {
         let mut members = self.write();
-        let own = members.addrs.get(&keep).cloned();
         members.addrs = membership.nodes().map(|(id, addr)| (*id, addr.clone())).collect();
-        if let Some(own) = own {
-            members.addrs.entry(keep).or_insert(own);
-        }
         members.voters = membership.voter_ids().collect();
     }
 
@@ -121,7 +116,7 @@ mod tests {
     #[test]
     fn sync_with_membership_lists_voters_and_learners() {
         let registry = NodeRegistry::new();
-        registry.sync_with(&membership(&[1, 2], &[1, 2, 3]), 1);
+        registry.sync_with(&membership(&[1, 2], &[1, 2, 3]));
         let members = registry.members();
         assert_eq!(
             members,
@@ -134,14 +129,14 @@ mod tests {
     }
 
     #[test]
-    fn sync_with_drops_removed_nodes_but_keeps_self() {
+    fn sync_with_drops_nodes_that_left_the_membership() {
         let registry = NodeRegistry::new();
         registry.insert(9, addr(9));
-        registry.sync_with(&membership(&[1, 2, 3], &[1, 2, 3]), 9);
-        registry.sync_with(&membership(&[1, 2], &[1, 2]), 9);
+        registry.sync_with(&membership(&[1, 2, 3], &[1, 2, 3]));
+        registry.sync_with(&membership(&[1, 2], &[1, 2]));
         assert_eq!(registry.get(3), None);
-        assert_eq!(registry.get(9), Some(addr(9)));
-        assert!(!registry.members().iter().any(|m| m.id == 9 && m.voter));
+        assert_eq!(registry.get(9), None);
+        assert_eq!(registry.members().iter().map(|m| m.id).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]

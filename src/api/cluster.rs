@@ -1,0 +1,131 @@
+//! `GET /nodes`, `POST /nodes` (join) and `DELETE /nodes/{id}`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiJson, ApiPath};
+use super::forward::{ForwardRequest, LocalError};
+use super::AppState;
+use crate::membership::{self, JoinOutcome, JoinRequest, MembershipError};
+use crate::types::NodeId;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    pub raft_addr: String,
+    pub http_addr: String,
+    /// `voter` or `learner`.
+    pub role: String,
+    pub is_leader: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodesResponse {
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub nodes: Vec<NodeInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinResponse {
+    pub success: bool,
+    pub message: String,
+    pub node_id: NodeId,
+    pub outcome: String,
+}
+
+/// Every member, as this node's copy of the membership has it.
+pub async fn list_nodes(State(state): State<AppState>) -> Json<NodesResponse> {
+    let (leader, term) = {
+        let metrics = state.raft.metrics();
+        let metrics = metrics.borrow();
+        (metrics.current_leader, metrics.current_term)
+    };
+    let nodes = state
+        .registry
+        .members()
+        .into_iter()
+        .map(|m| NodeInfo {
+            id: m.id,
+            raft_addr: m.addr.raft_addr,
+            http_addr: m.addr.http_addr,
+            role: if m.voter { "voter" } else { "learner" }.into(),
+            is_leader: Some(m.id) == leader,
+        })
+        .collect();
+    Json(NodesResponse { leader, term, nodes })
+}
+
+/// Adds the node to the cluster (learner, catch-up, voter); run on the leader.
+pub async fn join(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<JoinRequest>,
+) -> Response {
+    if let Err(err) = validate_addr("raft_addr", &request.raft_addr).and(validate_addr("http_addr", &request.http_addr))
+    {
+        return err.into_response();
+    }
+    let forward = ForwardRequest {
+        method: Method::POST,
+        path_and_query: "/nodes".into(),
+        json_body: serde_json::to_vec(&request).ok(),
+    };
+    state
+        .on_leader(&headers, forward, || async {
+            let _one_change_at_a_time = state.membership_lock.lock().await;
+            let outcome = membership::join(&state.raft, &request, state.settings.join_timeout())
+                .await
+                .map_err(membership_to_local)?;
+            let message = match outcome {
+                JoinOutcome::AlreadyMember => format!("node {} is already a voter", request.id),
+                JoinOutcome::Joined => format!("node {} joined as a voter", request.id),
+                JoinOutcome::Replaced => format!("node {} replaced its old membership and joined as a voter", request.id),
+            };
+            Ok(Json(JoinResponse { success: true, message, node_id: request.id, outcome: outcome.as_str().into() })
+            .into_response())
+        })
+        .await
+}
+
+/// Removes a voter or learner; run on the leader.
+pub async fn remove(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<NodeId>,
+) -> Response {
+    let forward = ForwardRequest { method: Method::DELETE, path_and_query: format!("/nodes/{id}"), json_body: None };
+    state
+        .on_leader(&headers, forward, || async {
+            let _one_change_at_a_time = state.membership_lock.lock().await;
+            membership::remove(&state.raft, id, state.settings.join_timeout()).await.map_err(membership_to_local)?;
+            Ok(Json(serde_json::json!({ "success": true, "message": format!("node {id} removed") })).into_response())
+        })
+        .await
+}
+
+fn membership_to_local(err: MembershipError) -> LocalError {
+    match err {
+        MembershipError::NotLeader(_) => LocalError::NotLeader,
+        other => LocalError::Failed(other.into()),
+    }
+}
+
+/// An address must be `host:port` with a numeric port.
+fn validate_addr(field: &str, addr: &str) -> Result<(), ApiError> {
+    let valid = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("{field} must be host:port with a non-zero port, got {addr:?}"),
+        ))
+    }
+}

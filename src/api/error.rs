@@ -1,0 +1,149 @@
+//! The one place where failures become HTTP statuses and JSON bodies.
+//!
+//! Every error answer has the design's response shape
+//! (`success: false`, `message`, `log_index: null`) plus a machine-readable
+//! `error` code; a 503 "Not the leader" also names the leader when known.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::membership::MembershipError;
+use crate::types::NodeId;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub leader: Option<LeaderHint>,
+}
+
+/// Where the client should go instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaderHint {
+    pub leader_id: NodeId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_http_addr: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    success: bool,
+    error: &'static str,
+    message: &'a str,
+    log_index: Option<u64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    leader: Option<&'a LeaderHint>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), leader: None }
+    }
+
+    /// The design's answer when no leader could be reached in time.
+    pub fn not_leader(leader: Option<LeaderHint>) -> Self {
+        let id = leader.as_ref().map(|hint| hint.leader_id);
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "not_leader",
+            message: format!("Not the leader. Current leader: {id:?}"),
+            leader,
+        }
+    }
+
+    pub fn write_timeout(waited: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "outcome_unknown",
+            format!("the write was not confirmed within {waited:?}; it may or may not have been committed"),
+        )
+    }
+
+    pub fn raft_stopped(detail: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "raft_stopped", format!("this node's Raft has stopped: {detail}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            success: false,
+            error: self.code,
+            message: &self.message,
+            log_index: None,
+            leader: self.leader.as_ref(),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let message = rejection.body_text();
+        let code = match &rejection {
+            JsonRejection::JsonDataError(_) if message.contains("unknown variant") => "unknown_event_type",
+            JsonRejection::JsonDataError(_) => "invalid_field",
+            JsonRejection::JsonSyntaxError(_) => "malformed_json",
+            JsonRejection::MissingJsonContentType(_) => "unsupported_content_type",
+            JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                "payload_too_large"
+            }
+            _ => "invalid_body",
+        };
+        Self::new(rejection.status(), code, message)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_path", rejection.body_text())
+    }
+}
+
+impl From<MembershipError> for ApiError {
+    fn from(err: MembershipError) -> Self {
+        let status = match &err {
+            MembershipError::AddressConflict { .. } => StatusCode::CONFLICT,
+            MembershipError::UnknownNode(_) => StatusCode::NOT_FOUND,
+            MembershipError::LastVoter(_) => StatusCode::CONFLICT,
+            MembershipError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            MembershipError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
+            MembershipError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let code = match &err {
+            MembershipError::AddressConflict { .. } => "address_conflict",
+            MembershipError::UnknownNode(_) => "unknown_node",
+            MembershipError::LastVoter(_) => "last_voter",
+            MembershipError::Timeout(_) => "membership_timeout",
+            MembershipError::NotLeader(_) => "not_leader",
+            MembershipError::Raft(_) => "membership_failed",
+        };
+        Self::new(status, code, err.to_string())
+    }
+}
+
+/// `axum::Json`, but a rejected body answers with an [`ApiError`] JSON body
+/// instead of axum's plain text.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Query` with JSON errors.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// `axum::extract::Path` with JSON errors.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);

@@ -1,0 +1,139 @@
+//! `POST /events`, `GET /events` and `GET /ephemeral`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use openraft::error::{ClientWriteError, RaftError};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiJson, ApiQuery};
+use super::forward::{ForwardRequest, LocalError};
+use super::AppState;
+use crate::event::{CriticalEvent, EphemeralEvent, GameEvent};
+use crate::types::Command;
+
+/// Most events one page of `GET /events?from=&limit=` returns.
+pub const MAX_PAGE_LIMIT: u64 = 10_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostEventRequest {
+    pub event: GameEvent,
+}
+
+/// The design's answer to `POST /events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostEventResponse {
+    pub success: bool,
+    pub message: String,
+    pub log_index: Option<u64>,
+}
+
+/// The design's `GET /events` body: every committed event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventsResponse {
+    pub events: Vec<GameEvent>,
+    pub count: u64,
+}
+
+/// `GET /events?from=N&limit=M`: one page, by event position (0-based).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventsPage {
+    pub events: Vec<GameEvent>,
+    pub count: u64,
+    /// Position of the first event in this page.
+    pub from: u64,
+    /// Position to ask for next (`from + count`).
+    pub next: u64,
+    /// Committed events on this node.
+    pub total: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    from: Option<u64>,
+    limit: Option<u64>,
+}
+
+pub async fn post_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<PostEventRequest>,
+) -> Response {
+    let forward = ForwardRequest {
+        method: Method::POST,
+        path_and_query: "/events".into(),
+        json_body: serde_json::to_vec(&request).ok(),
+    };
+    match request.event {
+        GameEvent::Critical(event) => {
+            state.on_leader(&headers, forward, || write_critical(&state, event.clone())).await
+        }
+        GameEvent::Ephemeral(event) => {
+            state.on_leader(&headers, forward, || record_ephemeral(&state, event.clone())).await
+        }
+    }
+}
+
+/// Proposes one event through Raft and answers once it is committed and
+/// applied on this (the leader's) state machine.
+async fn write_critical(state: &AppState, event: CriticalEvent) -> Result<Response, LocalError> {
+    let timeout = state.settings.write_timeout();
+    let written = tokio::time::timeout(timeout, state.raft.client_write(Command::single(event))).await;
+    match written {
+        Err(_elapsed) => Err(ApiError::write_timeout(timeout).into()),
+        Ok(Ok(response)) => {
+            let index = response.log_id.index;
+            Ok(Json(PostEventResponse {
+                success: true,
+                message: format!("Event committed at log index {index}"),
+                log_index: Some(index),
+            })
+            .into_response())
+        }
+        // OpenRaft says this only before appending, or after truncating the
+        // entry from a deposed leader's log: the event is certainly not in
+        // the log, so retrying on the new leader cannot duplicate it.
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(LocalError::NotLeader),
+        Ok(Err(RaftError::APIError(err))) => Err(ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "write_failed",
+            err.to_string(),
+        )
+        .into()),
+        Ok(Err(RaftError::Fatal(fatal))) => Err(ApiError::raft_stopped(fatal).into()),
+    }
+}
+
+async fn record_ephemeral(state: &AppState, event: EphemeralEvent) -> Result<Response, LocalError> {
+    state.ephemeral.record(event);
+    Ok(Json(PostEventResponse {
+        success: true,
+        message: format!("Ephemeral event accepted by leader {}", state.node_id),
+        log_index: None,
+    })
+    .into_response())
+}
+
+pub async fn get_events(State(state): State<AppState>, ApiQuery(query): ApiQuery<EventsQuery>) -> Response {
+    let wrap = |events: Vec<crate::state_machine::CommittedEvent>| -> Vec<GameEvent> {
+        events.into_iter().map(|e| GameEvent::Critical(e.event)).collect()
+    };
+    if query.from.is_none() && query.limit.is_none() {
+        let events = wrap(state.events.range(0, u64::MAX));
+        return Json(EventsResponse { count: events.len() as u64, events }).into_response();
+    }
+    let from = query.from.unwrap_or(0);
+    let limit = query.limit.unwrap_or(MAX_PAGE_LIMIT).min(MAX_PAGE_LIMIT);
+    let total = state.events.len();
+    let events = wrap(state.events.range(from, limit));
+    let count = events.len() as u64;
+    Json(EventsPage { events, count, from, next: from.saturating_add(count), total }).into_response()
+}
+
+/// What the leader holds for ephemeral events; asked of the leader.
+pub async fn get_ephemeral(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let forward = ForwardRequest { method: Method::GET, path_and_query: "/ephemeral".into(), json_body: None };
+    state.on_leader(&headers, forward, || async { Ok(Json(state.ephemeral.snapshot()).into_response()) }).await
+}

@@ -1,0 +1,173 @@
+//! Getting a request to the leader, wherever it arrived.
+//!
+//! Writes, joins, removals and ephemeral events must run on the leader. A
+//! follower forwards the request over HTTP to the leader's API and relays the
+//! leader's answer unchanged (same status, same body, same log index).
+//!
+//! A request is retried against a (new) leader only when it certainly did not
+//! take effect: the connection to the old leader was refused, or the local
+//! Raft said it is not the leader before committing anything. A request sent
+//! whose answer was lost is never re-sent, since that could apply it twice.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::time::Instant;
+
+use super::error::{ApiError, LeaderHint};
+use super::AppState;
+use crate::types::NodeId;
+
+/// Header counting how many times a request was forwarded, so that nodes
+/// with briefly different views of the leader cannot bounce it forever.
+pub const HOPS_HEADER: &str = "x-gameraft-hops";
+const MAX_HOPS: u32 = 3;
+
+/// A request as it will be re-sent to the leader.
+#[derive(Debug, Clone)]
+pub struct ForwardRequest {
+    pub method: Method,
+    pub path_and_query: String,
+    pub json_body: Option<Vec<u8>>,
+}
+
+/// Why running a request on this node did not produce an answer.
+#[derive(Debug)]
+pub enum LocalError {
+    /// This node is no longer the leader and did not apply the request.
+    NotLeader,
+    Failed(ApiError),
+}
+
+impl From<ApiError> for LocalError {
+    fn from(err: ApiError) -> Self {
+        LocalError::Failed(err)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The leader could not be connected to; the request never left.
+    #[error("could not connect to the leader: {0}")]
+    NotSent(reqwest::Error),
+    /// The request may have reached the leader but no answer came back.
+    #[error("no answer from the leader: {0}")]
+    NoAnswer(reqwest::Error),
+}
+
+/// HTTP client for node-to-leader forwarding; separate from the Raft peer
+/// connections so that client traffic cannot delay heartbeats.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    client: reqwest::Client,
+}
+
+impl Forwarder {
+    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self { client })
+    }
+
+    async fn send(&self, http_addr: &str, req: &ForwardRequest, hops: u32) -> Result<Response, ForwardError> {
+        let url = format!("http://{http_addr}{}", req.path_and_query);
+        let mut builder = self.client.request(req.method.clone(), url).header(HOPS_HEADER, hops);
+        if let Some(body) = &req.json_body {
+            builder = builder.header(axum::http::header::CONTENT_TYPE, "application/json").body(body.clone());
+        }
+        let classify = |e: reqwest::Error| if e.is_connect() { ForwardError::NotSent(e) } else { ForwardError::NoAnswer(e) };
+        let resp = builder.send().await.map_err(classify)?;
+        let status = resp.status();
+        let content_type = resp.headers().get(axum::http::header::CONTENT_TYPE).cloned();
+        let body = resp.bytes().await.map_err(ForwardError::NoAnswer)?;
+        let mut response = (status, body).into_response();
+        let content_type = content_type.unwrap_or(HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(axum::http::header::CONTENT_TYPE, content_type);
+        Ok(response)
+    }
+}
+
+fn hops(headers: &HeaderMap) -> u32 {
+    headers.get(HOPS_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+impl AppState {
+    /// Runs `local` if this node leads, otherwise forwards `request` to the
+    /// leader; waits up to `leader_wait` for a leader to be known or elected.
+    pub async fn on_leader<F, Fut>(&self, headers: &HeaderMap, request: ForwardRequest, mut local: F) -> Response
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Response, LocalError>>,
+    {
+        let deadline = Instant::now() + self.settings.leader_wait();
+        let hops = hops(headers);
+        let mut unusable: Option<NodeId> = None;
+        loop {
+            let Some(leader) = self.wait_for_leader(unusable, deadline).await else {
+                return ApiError::not_leader(self.leader_hint(self.current_leader())).into_response();
+            };
+            if leader == self.node_id {
+                match local().await {
+                    Ok(response) => return response,
+                    Err(LocalError::Failed(err)) => return err.into_response(),
+                    Err(LocalError::NotLeader) => {
+                        tracing::debug!("lost leadership before the request was applied; retrying on the new leader");
+                        unusable = Some(self.node_id);
+                        continue;
+                    }
+                }
+            }
+            let Some(addr) = self.registry.get(leader) else {
+                return ApiError::not_leader(self.leader_hint(Some(leader))).into_response();
+            };
+            if hops >= MAX_HOPS {
+                return ApiError::not_leader(self.leader_hint(Some(leader))).into_response();
+            }
+            match self.forwarder.send(&addr.http_addr, &request, hops + 1).await {
+                Ok(response) => return response,
+                Err(ForwardError::NotSent(err)) => {
+                    tracing::debug!(leader, %err, "leader unreachable; waiting for another leader");
+                    unusable = Some(leader);
+                }
+                Err(err @ ForwardError::NoAnswer(_)) => {
+                    return ApiError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "outcome_unknown",
+                        format!("{err}; the request may or may not have been applied"),
+                    )
+                    .into_response();
+                }
+            }
+        }
+    }
+
+    /// The current leader, once it is known and is not `unusable`; `None` if
+    /// none is known by `deadline`.
+    async fn wait_for_leader(&self, unusable: Option<NodeId>, deadline: Instant) -> Option<NodeId> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            let leader = metrics.borrow_and_update().current_leader;
+            if leader.is_some() && leader != unusable {
+                return leader;
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => continue,
+                // Deadline passed, or Raft shut down and dropped the sender.
+                _ => return None,
+            }
+        }
+    }
+
+    pub fn current_leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    fn leader_hint(&self, leader: Option<NodeId>) -> Option<LeaderHint> {
+        leader.map(|id| LeaderHint { leader_id: id, leader_http_addr: self.registry.get(id).map(|a| a.http_addr) })
+    }
+}

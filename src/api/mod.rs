@@ -1,0 +1,72 @@
+//! The HTTP API (axum): the design's `/events` and `/status`, plus paging,
+//! cluster membership, health and readiness.
+//!
+//! Handlers read local state directly; anything that must run on the leader
+//! goes through [`AppState::on_leader`] (`forward.rs`), which runs it here or
+//! relays it to the leader.
+
+mod cluster;
+mod error;
+mod events;
+mod forward;
+mod status;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+pub use cluster::{JoinResponse, NodeInfo, NodesResponse};
+pub use error::{ApiError, LeaderHint};
+pub use events::{EventsPage, EventsResponse, PostEventRequest, PostEventResponse, MAX_PAGE_LIMIT};
+pub use forward::{Forwarder, HOPS_HEADER};
+pub use status::StatusResponse;
+
+use crate::config::ApiSettings;
+use crate::ephemeral::EphemeralStore;
+use crate::registry::NodeRegistry;
+use crate::state_machine::EventLog;
+use crate::types::{NodeId, PeerAddr, Raft};
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub node_id: NodeId,
+    pub addr: PeerAddr,
+    pub raft: Raft,
+    pub registry: NodeRegistry,
+    pub events: EventLog,
+    pub ephemeral: Arc<EphemeralStore>,
+    pub settings: Arc<ApiSettings>,
+    pub forwarder: Forwarder,
+    /// Serializes membership changes on the leader: OpenRaft refuses a change
+    /// while another is uncommitted.
+    pub membership_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The node's HTTP routes.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.max_body_bytes;
+    Router::new()
+        .route("/events", post(events::post_event).get(events::get_events))
+        .route("/ephemeral", get(events::get_ephemeral))
+        .route("/status", get(status::status))
+        .route("/health", get(status::health))
+        .route("/ready", get(status::ready))
+        .route("/nodes", get(cluster::list_nodes).post(cluster::join))
+        .route("/nodes/:id", delete(cluster::remove))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests;

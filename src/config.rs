@@ -1,0 +1,216 @@
+//! One node's configuration: every knob, its default, and its validation.
+//!
+//! Each field is a `gameraft serve` flag and an environment variable. The Raft
+//! timings default to the original design's values (heartbeat 500 ms, election
+//! timeout 1.5-3 s, snapshot install timeout 10 s, 300 entries per batch, 1000
+//! entries kept after a snapshot); tests lower them to run faster.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::types::NodeId;
+
+/// Configuration of one node (`gameraft serve`).
+#[derive(Debug, Clone, Args)]
+pub struct NodeConfig {
+    /// This node's id. Generated at random when absent.
+    #[arg(long, env = "WORKER_ID")]
+    pub id: Option<NodeId>,
+
+    /// Address the HTTP API listens on. Port 0 picks a free port.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Address the Raft gRPC service listens on. Port 0 picks a free port.
+    #[arg(long, env = "RAFT_ADDR", default_value = "0.0.0.0:5000")]
+    pub raft_addr: SocketAddr,
+
+    /// Host (name or IP) that peers and clients should dial to reach this node.
+    /// Needed when listening on 0.0.0.0; defaults to the listen address's host,
+    /// or 127.0.0.1 for a wildcard listen address.
+    #[arg(long, env = "ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+
+    /// HTTP URL of any cluster member to join (e.g. http://10.0.0.5:8080).
+    /// Without it, a node with no state bootstraps a one-node cluster.
+    #[arg(long, env = "MASTER_URL")]
+    pub join: Option<String>,
+
+    #[command(flatten)]
+    pub raft: RaftTimings,
+
+    #[command(flatten)]
+    pub api: ApiSettings,
+}
+
+/// Raft timers and batch sizes, handed to OpenRaft's `Config`.
+#[derive(Debug, Clone, Args)]
+pub struct RaftTimings {
+    /// Interval between leader heartbeats; also each AppendEntries RPC's timeout.
+    #[arg(long, env = "GAMERAFT_HEARTBEAT_MS", default_value_t = 500)]
+    pub heartbeat_ms: u64,
+
+    /// Lower bound of the randomized election timeout.
+    #[arg(long, env = "GAMERAFT_ELECTION_TIMEOUT_MIN_MS", default_value_t = 1500)]
+    pub election_timeout_min_ms: u64,
+
+    /// Upper bound of the randomized election timeout.
+    #[arg(long, env = "GAMERAFT_ELECTION_TIMEOUT_MAX_MS", default_value_t = 3000)]
+    pub election_timeout_max_ms: u64,
+
+    /// Timeout for sending one snapshot chunk, and for installing it.
+    #[arg(long, env = "GAMERAFT_INSTALL_SNAPSHOT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub install_snapshot_timeout_ms: u64,
+
+    /// Most log entries sent in one AppendEntries RPC.
+    #[arg(long, env = "GAMERAFT_MAX_PAYLOAD_ENTRIES", default_value_t = 300)]
+    pub max_payload_entries: u64,
+
+    /// Log entries kept after a snapshot, so slightly lagging followers catch up
+    /// from the log instead of a snapshot.
+    #[arg(long, env = "GAMERAFT_LOGS_KEPT_AFTER_SNAPSHOT", default_value_t = 1000)]
+    pub logs_kept_after_snapshot: u64,
+
+    /// Build a snapshot after this many log entries since the last one.
+    #[arg(long, env = "GAMERAFT_SNAPSHOT_AFTER_LOGS", default_value_t = 5000)]
+    pub snapshot_after_logs: u64,
+
+    /// How often a follower checks that its leader's process still exists; a
+    /// refused connection starts an election at once instead of after the
+    /// leader lease. 0 disables the probe.
+    #[arg(long, env = "GAMERAFT_LEADER_PROBE_MS", default_value_t = 250)]
+    pub leader_probe_ms: u64,
+}
+
+/// How the HTTP API waits, forwards and bounds requests.
+#[derive(Debug, Clone, Args)]
+pub struct ApiSettings {
+    /// How long a request that needs the leader waits for one to be known (or
+    /// re-elected) before answering 503.
+    #[arg(long, env = "GAMERAFT_LEADER_WAIT_MS", default_value_t = 5000)]
+    pub leader_wait_ms: u64,
+
+    /// How long a write waits to be committed before answering 504 (outcome
+    /// unknown: the event may still commit).
+    #[arg(long, env = "GAMERAFT_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
+
+    /// How long a join may take (catch-up as learner, then promotion).
+    #[arg(long, env = "GAMERAFT_JOIN_TIMEOUT_MS", default_value_t = 60_000)]
+    pub join_timeout_ms: u64,
+
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "GAMERAFT_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How many recent PlayerAction events the leader keeps in memory.
+    #[arg(long, env = "GAMERAFT_RECENT_ACTIONS", default_value_t = 1024)]
+    pub recent_actions: usize,
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid Raft timings: {0}")]
+    Raft(#[from] openraft::ConfigError),
+    #[error("{0} must be greater than 0")]
+    Zero(&'static str),
+    #[error("--join URL {url:?} is not an http:// URL")]
+    JoinUrl { url: String },
+}
+
+impl NodeConfig {
+    /// Checks the whole configuration and builds OpenRaft's `Config` from it.
+    pub fn validate(&self) -> Result<openraft::Config, ConfigError> {
+        if let Some(url) = &self.join {
+            if !url.starts_with("http://") {
+                return Err(ConfigError::JoinUrl { url: url.clone() });
+            }
+        }
+        for (name, value) in [
+            ("--leader-wait-ms", self.api.leader_wait_ms),
+            ("--write-timeout-ms", self.api.write_timeout_ms),
+            ("--join-timeout-ms", self.api.join_timeout_ms),
+            ("--max-body-bytes", self.api.max_body_bytes as u64),
+            ("--snapshot-after-logs", self.raft.snapshot_after_logs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        self.raft.to_openraft()
+    }
+}
+
+impl RaftTimings {
+    pub fn to_openraft(&self) -> Result<openraft::Config, ConfigError> {
+        let config = openraft::Config {
+            cluster_name: "gameraft".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            install_snapshot_timeout: self.install_snapshot_timeout_ms,
+            max_payload_entries: self.max_payload_entries,
+            max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_logs),
+            ..Default::default()
+        };
+        Ok(config.validate()?)
+    }
+}
+
+impl ApiSettings {
+    pub fn leader_wait(&self) -> Duration {
+        Duration::from_millis(self.leader_wait_ms)
+    }
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+    pub fn join_timeout(&self) -> Duration {
+        Duration::from_millis(self.join_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        node: NodeConfig,
+    }
+
+    fn parse(args: &[&str]) -> NodeConfig {
+        Cli::parse_from(std::iter::once("serve").chain(args.iter().copied())).node
+    }
+
+    #[test]
+    fn defaults_are_the_designs() {
+        let config = parse(&[]);
+        assert_eq!(config.http_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.raft_addr, "0.0.0.0:5000".parse().unwrap());
+        let raft = config.validate().unwrap();
+        assert_eq!(raft.heartbeat_interval, 500);
+        assert_eq!((raft.election_timeout_min, raft.election_timeout_max), (1500, 3000));
+        assert_eq!(raft.install_snapshot_timeout, 10_000);
+        assert_eq!(raft.max_payload_entries, 300);
+        assert_eq!(raft.max_in_snapshot_log_to_keep, 1000);
+    }
+
+    #[test]
+    fn election_timeout_must_exceed_heartbeat() {
+        let config = parse(&["--heartbeat-ms", "500", "--election-timeout-min-ms", "400"]);
+        assert!(matches!(config.validate(), Err(ConfigError::Raft(_))));
+    }
+
+    #[test]
+    fn join_url_must_be_http() {
+        let config = parse(&["--join", "10.0.0.1:8080"]);
+        assert!(matches!(config.validate(), Err(ConfigError::JoinUrl { .. })));
+    }
+}

@@ -1,0 +1,317 @@
+//! One gameraft node: binds its two listeners, builds the Raft instance, runs
+//! the gRPC and HTTP servers, and bootstraps or joins a cluster.
+//!
+//! ```text
+//!            ┌────────────── node ───────────────┐
+//!  clients ──┤ HTTP (axum) ── api ── Raft ── log store, state machine
+//!            │                        │
+//!  peers   ──┤ gRPC (tonic) ──────────┘  PeerNetwork ──> other nodes' gRPC
+//!            └───────────────────────────────────┘
+//! ```
+//!
+//! Start-up: a node with no Raft state and no `--join` initializes a one-node
+//! cluster with itself as the only voter; with `--join URL` it asks that
+//! member (any member: the request is forwarded to the leader) to add it,
+//! retrying until the cluster answers. A node that already has state (not
+//! possible yet with the in-memory store) resumes without either.
+//!
+//! Shutdown (SIGTERM/SIGINT): stop taking HTTP requests and let in-flight
+//! ones finish, stop Raft, then stop answering peers.
+//!
+//! CAVEATS: storage is in memory, so a restarted node is a new, empty node
+//! that must join again (the leader then replaces its old membership).
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState, Forwarder};
+use crate::config::{ConfigError, NodeConfig};
+use crate::ephemeral::EphemeralStore;
+use crate::failover;
+use crate::membership::{self, JoinRequest};
+use crate::network::{PeerNetwork, RaftGrpcService};
+use crate::registry::NodeRegistry;
+use crate::state_machine::GameStateMachine;
+use crate::storage::MemLogStore;
+use crate::types::{NodeId, PeerAddr, Raft};
+
+/// Why a node could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start raft: {0}")]
+    Raft(#[from] openraft::error::Fatal<NodeId>),
+    #[error("cannot bootstrap the cluster: {0}")]
+    Bootstrap(String),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    #[error("the cluster at {url} refused to let this node join ({status}): {body}")]
+    JoinRefused { url: String, status: u16, body: String },
+    #[error("{server} server failed: {message}")]
+    Server { server: &'static str, message: String },
+    #[error("raft stopped: {0}")]
+    RaftStopped(String),
+}
+
+/// A started node. Drop it, or call [`RunningNode::run_until`], to stop it.
+pub struct RunningNode {
+    pub state: AppState,
+    /// The addresses actually bound (useful with port 0).
+    pub http_addr: SocketAddr,
+    pub raft_addr: SocketAddr,
+    stop_http: CancellationToken,
+    stop_grpc: CancellationToken,
+    http_task: JoinHandle<std::io::Result<()>>,
+    grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    join_task: Option<JoinHandle<Result<(), NodeError>>>,
+}
+
+impl RunningNode {
+    /// Binds, starts Raft and both servers, and starts bootstrapping or
+    /// joining. Returns once the node is listening.
+    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        let raft_config = Arc::new(config.validate()?);
+        let node_id = config.id.unwrap_or_else(generate_node_id);
+
+        let http_listener = bind(config.http_addr).await?;
+        let raft_listener = bind(config.raft_addr).await?;
+        let http_addr = local_addr(&http_listener, config.http_addr)?;
+        let raft_addr = local_addr(&raft_listener, config.raft_addr)?;
+        let addr = PeerAddr {
+            raft_addr: advertised(raft_addr, config.advertise_host.as_deref()),
+            http_addr: advertised(http_addr, config.advertise_host.as_deref()),
+        };
+
+        let state_machine = GameStateMachine::new();
+        let events = state_machine.event_log();
+        let network = PeerNetwork::new(node_id, Duration::from_millis(raft_config.heartbeat_interval.max(500)));
+        let raft = Raft::new(node_id, raft_config, network, MemLogStore::new(), state_machine).await?;
+
+        let registry = NodeRegistry::new();
+        tokio::spawn(mirror_membership(raft.clone(), registry.clone()));
+        if config.raft.leader_probe_ms > 0 {
+            let interval = Duration::from_millis(config.raft.leader_probe_ms);
+            tokio::spawn(failover::watch_leader(raft.clone(), registry.clone(), node_id, interval));
+        }
+
+        let settings = Arc::new(config.api.clone());
+        let state = AppState {
+            node_id,
+            addr: addr.clone(),
+            raft: raft.clone(),
+            registry,
+            events,
+            ephemeral: Arc::new(EphemeralStore::new(settings.recent_actions)),
+            forwarder: Forwarder::new(settings.write_timeout() + settings.leader_wait() + Duration::from_secs(5))?,
+            settings,
+            membership_lock: Arc::default(),
+        };
+
+        let stop_grpc = CancellationToken::new();
+        let grpc_task = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RaftGrpcService::new(raft.clone()).into_server())
+                .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), stop_grpc.clone().cancelled_owned()),
+        );
+        let stop_http = CancellationToken::new();
+        let http_task = tokio::spawn(
+            axum::serve(http_listener, api::router(state.clone()))
+                .with_graceful_shutdown(stop_http.clone().cancelled_owned())
+                .into_future(),
+        );
+        tracing::info!(node_id, %addr, "listening");
+
+        let join_task = if raft.is_initialized().await.map_err(NodeError::Raft)? {
+            tracing::info!(node_id, "resuming with existing raft state");
+            None
+        } else if let Some(url) = config.join.clone() {
+            let request = JoinRequest {
+                id: node_id,
+                raft_addr: addr.raft_addr.clone(),
+                http_addr: addr.http_addr.clone(),
+                fresh: true,
+            };
+            Some(tokio::spawn(join_cluster(raft.clone(), url, request, config.api.join_timeout())))
+        } else {
+            tracing::info!(node_id, "no state and nothing to join: bootstrapping a one-node cluster");
+            raft.initialize(membership::bootstrap_members(node_id, addr))
+                .await
+                .map_err(|e| NodeError::Bootstrap(e.to_string()))?;
+            None
+        };
+
+        Ok(Self { state, http_addr, raft_addr, stop_http, stop_grpc, http_task, grpc_task, join_task })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.state.node_id
+    }
+
+    /// Serves until `shutdown` completes (or the node fails), then shuts
+    /// down gracefully.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+        let raft = self.state.raft.clone();
+        let raft_failed = async move {
+            let stopped = raft.wait(None).metrics(|m| m.running_state.is_err(), "raft stopped").await;
+            match stopped {
+                Ok(metrics) => match &metrics.running_state {
+                    Err(fatal) => fatal.to_string(),
+                    Ok(()) => "unknown".to_string(),
+                },
+                Err(err) => err.to_string(),
+            }
+        };
+        let join = async {
+            match self.join_task.as_mut() {
+                Some(task) => match task.await {
+                    Ok(result) => result,
+                    Err(join_err) => Err(NodeError::Server { server: "join", message: join_err.to_string() }),
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            () = shutdown => Ok(()),
+            reason = raft_failed => Err(NodeError::RaftStopped(reason)),
+            Err(err) = join => Err(err),
+            http = &mut self.http_task => Err(NodeError::Server { server: "HTTP", message: format!("{http:?}") }),
+            grpc = &mut self.grpc_task => Err(NodeError::Server { server: "gRPC", message: format!("{grpc:?}") }),
+        };
+        self.shutdown().await;
+        outcome
+    }
+
+    /// Stops HTTP (letting in-flight requests finish, within a bound), then
+    /// Raft, then the peer service.
+    pub async fn shutdown(self) {
+        let node_id = self.node_id();
+        tracing::info!(node_id, "shutting down");
+        if let Some(task) = &self.join_task {
+            task.abort();
+        }
+        self.stop_http.cancel();
+        if tokio::time::timeout(Duration::from_secs(10), self.http_task).await.is_err() {
+            tracing::warn!(node_id, "HTTP requests still running after 10s; stopping anyway");
+        }
+        if let Err(err) = self.state.raft.shutdown().await {
+            tracing::warn!(node_id, %err, "raft shutdown");
+        }
+        self.stop_grpc.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.grpc_task).await;
+        tracing::info!(node_id, "stopped");
+    }
+}
+
+/// Keeps the registry equal to the latest membership Raft knows.
+async fn mirror_membership(raft: Raft, registry: NodeRegistry) {
+    let mut metrics = raft.metrics();
+    let mut seen = None;
+    loop {
+        let membership = metrics.borrow_and_update().membership_config.clone();
+        let version = (*membership.log_id(), membership.membership().nodes().count());
+        if seen != Some(version) {
+            registry.sync_with(membership.membership());
+            seen = Some(version);
+        }
+        if metrics.changed().await.is_err() {
+            return; // Raft shut down.
+        }
+    }
+}
+
+/// Asks the cluster at `url` to add this node, retrying while the cluster is
+/// unreachable or busy; gives up only when the cluster refuses (4xx).
+async fn join_cluster(raft: Raft, url: String, mut request: JoinRequest, timeout: Duration) -> Result<(), NodeError> {
+    let client = reqwest::Client::builder().timeout(timeout + Duration::from_secs(10)).build()?;
+    let endpoint = format!("{}/nodes", url.trim_end_matches('/'));
+    let mut delay = Duration::from_millis(200);
+    loop {
+        // Once the leader has started replicating to us we are no longer
+        // fresh: a retry must not make the leader replace us again.
+        request.fresh = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            metrics.last_log_index.is_none() && metrics.membership_config.membership().nodes().next().is_none()
+        };
+        match client.post(&endpoint).json(&request).send().await {
+            Ok(resp) if resp.status().is_success() => {
+                let body = resp.text().await.unwrap_or_default();
+                tracing::info!(node_id = request.id, %url, %body, "joined the cluster");
+                return Ok(());
+            }
+            Ok(resp) if resp.status().is_client_error() => {
+                let status = resp.status().as_u16();
+                let body = resp.text().await.unwrap_or_default();
+                return Err(NodeError::JoinRefused { url, status, body });
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                tracing::warn!(%url, %status, %body, "join not accepted yet; retrying");
+            }
+            Err(err) => tracing::warn!(%url, %err, "cannot reach the cluster to join; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, requested: SocketAddr) -> Result<SocketAddr, NodeError> {
+    listener.local_addr().map_err(|source| NodeError::Bind { addr: requested, source })
+}
+
+/// The `host:port` peers should dial for a listener bound to `bound`.
+fn advertised(bound: SocketAddr, advertise_host: Option<&str>) -> String {
+    let host = match advertise_host {
+        Some(host) => host.to_string(),
+        None if bound.ip().is_unspecified() => "127.0.0.1".to_string(),
+        None => bound.ip().to_string(),
+    };
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{}", bound.port())
+    } else {
+        format!("{host}:{}", bound.port())
+    }
+}
+
+/// A random id that JavaScript clients can still hold exactly (< 2^53).
+fn generate_node_id() -> NodeId {
+    use rand::Rng;
+    rand::thread_rng().gen_range(1..(1u64 << 53))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_address_prefers_the_advertise_host() {
+        let bound: SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        assert_eq!(advertised(bound, Some("worker-2")), "worker-2:5000");
+        assert_eq!(advertised(bound, None), "127.0.0.1:5000");
+        assert_eq!(advertised("10.1.2.3:8080".parse().unwrap(), None), "10.1.2.3:8080");
+        assert_eq!(advertised(bound, Some("::1")), "[::1]:5000");
+    }
+
+    #[test]
+    fn generated_ids_fit_in_a_javascript_number() {
+        for _ in 0..1000 {
+            let id = generate_node_id();
+            assert!((1..(1u64 << 53)).contains(&id));
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Real `gameraft serve` processes on 127.0.0.1, driven through the HTTP API.
+//!
+//! Nodes bind port 0 and report their addresses on stdout, so parallel tests
+//! never collide on ports. Every wait polls with a deadline; nothing sleeps
+//! to synchronize. Children are killed when the cluster is dropped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use gameraft::client::Client;
+use gameraft::event::{CriticalEvent, GameEvent};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+pub struct TestNode {
+    pub id: u64,
+    pub http_addr: String,
+    pub raft_addr: String,
+    pub client: Client,
+    child: Child,
+}
+
+pub struct TestCluster {
+    pub nodes: BTreeMap<u64, TestNode>,
+    log_dir: PathBuf,
+    extra_args: Vec<String>,
+}
+
+/// Polls `check` until it returns `Some`, or panics naming `what` at `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A distinct critical event; `tag` is carried in `player_id`.
+pub fn event(tag: u64) -> GameEvent {
+    GameEvent::Critical(CriticalEvent::ScoreUpdate { player_id: tag, score: (tag % 1000) as i32, timestamp: tag })
+}
+
+pub fn tag_of(event: &GameEvent) -> u64 {
+    match event {
+        GameEvent::Critical(CriticalEvent::ScoreUpdate { player_id, .. }) => *player_id,
+        other => panic!("unexpected event in the log: {other:?}"),
+    }
+}
+
+impl TestCluster {
+    /// Starts `n` nodes with the design's default timers: node 1 bootstraps,
+    /// the others join through node 1; returns once all are voters and agree
+    /// on the leader.
+    pub async fn start(test: &str, n: u64) -> Self {
+        Self::start_with(test, n, &[]).await
+    }
+
+    pub async fn start_with(test: &str, n: u64, extra_args: &[&str]) -> Self {
+        let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cluster-logs").join(test);
+        std::fs::create_dir_all(&log_dir).expect("create log dir");
+        let mut cluster =
+            Self { nodes: BTreeMap::new(), log_dir, extra_args: extra_args.iter().map(|s| s.to_string()).collect() };
+        cluster.spawn(1, None, "127.0.0.1:0", "127.0.0.1:0").await;
+        for id in 2..=n {
+            let join = format!("http://{}", cluster.nodes[&1].http_addr);
+            cluster.spawn(id, Some(join), "127.0.0.1:0", "127.0.0.1:0").await;
+        }
+        cluster.wait_for_voters(n as usize).await;
+        cluster
+    }
+
+    /// Starts `gameraft serve` and waits for its address line.
+    pub async fn spawn(&mut self, id: u64, join: Option<String>, http_addr: &str, raft_addr: &str) -> &TestNode {
+        let log_path = self.log_dir.join(format!("node-{id}.log"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open node log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
+        command
+            .arg("serve")
+            .args(["--id", &id.to_string(), "--http-addr", http_addr, "--raft-addr", raft_addr])
+            .args(&self.extra_args)
+            .env_remove("WORKER_ID")
+            .env_remove("MASTER_URL")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(join) = join {
+            command.args(["--join", &join]);
+        }
+        let mut child = command.spawn().expect("spawn gameraft serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("node {id} did not start; see {}", log_path.display()))
+            .expect("read stdout")
+            .unwrap_or_else(|| panic!("node {id} exited at start; see {}", log_path.display()));
+        let addrs: serde_json::Value = serde_json::from_str(&line).expect("address line is JSON");
+        let http_addr = addrs["http_addr"].as_str().expect("http_addr").to_string();
+        let raft_addr = addrs["raft_addr"].as_str().expect("raft_addr").to_string();
+        let client = Client::new(format!("http://{http_addr}")).expect("client");
+        self.nodes.insert(id, TestNode { id, http_addr, raft_addr, client, child });
+        &self.nodes[&id]
+    }
+
+    pub fn node(&self, id: u64) -> &TestNode {
+        &self.nodes[&id]
+    }
+
+    pub fn client(&self, id: u64) -> &Client {
+        &self.nodes[&id].client
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// SIGKILLs a node and waits for the process to be gone.
+    pub async fn kill(&mut self, id: u64) -> TestNode {
+        let mut node = self.nodes.remove(&id).expect("node to kill is running");
+        node.child.kill().await.expect("SIGKILL");
+        node
+    }
+
+    /// Waits until every running node reports `voters` voters and all agree
+    /// on one leader (and term); returns the leader.
+    pub async fn wait_for_voters(&self, voters: usize) -> u64 {
+        wait_for(&format!("{voters} voters agreeing on a leader"), Duration::from_secs(30), || async {
+            let mut agreed = None;
+            for node in self.nodes.values() {
+                let nodes = node.client.nodes().await.ok()?;
+                let count = nodes.nodes.iter().filter(|n| n.role == "voter").count();
+                if count != voters || nodes.leader.is_none() {
+                    return None;
+                }
+                if agreed.is_some() && agreed != Some((nodes.leader, nodes.term)) {
+                    return None;
+                }
+                agreed = Some((nodes.leader, nodes.term));
+            }
+            agreed.and_then(|(leader, _)| leader)
+        })
+        .await
+    }
+
+    /// The leader all running nodes agree on.
+    pub async fn leader(&self) -> u64 {
+        wait_for("all nodes to agree on a leader", Duration::from_secs(30), || async {
+            let mut agreed = None;
+            for node in self.nodes.values() {
+                let status = node.client.status().await.ok()?;
+                if status.current_leader.is_none() || (agreed.is_some() && agreed != status.current_leader) {
+                    return None;
+                }
+                agreed = status.current_leader;
+            }
+            agreed
+        })
+        .await
+    }
+
+    /// Waits until every running node holds `count` events and all hold the
+    /// same list; returns it.
+    pub async fn converged_events(&self, count: usize) -> Vec<GameEvent> {
+        wait_for(&format!("all nodes to hold the same {count} events"), Duration::from_secs(30), || async {
+            let mut agreed: Option<Vec<GameEvent>> = None;
+            for node in self.nodes.values() {
+                let events = node.client.events().await.ok()?;
+                if events.events.len() != count || events.count as usize != count {
+                    return None;
+                }
+                match &agreed {
+                    Some(first) => assert_eq!(first, &events.events, "node {} holds a different log", node.id),
+                    None => agreed = Some(events.events),
+                }
+            }
+            agreed
+        })
+        .await
+    }
+}

@@ -1,0 +1,8 @@
+//! Multi-process cluster tests: one test binary, real `gameraft` processes.
+//! Files are named by priority, as in OpenRaft's own test suite.
+
+mod harness;
+mod t10_formation;
+mod t20_replication;
+mod t30_bad_input;
+mod t50_failover;

@@ -1,0 +1,77 @@
+//! Leader crash (SIGKILL): a new leader, writes again within 5 s, and the
+//! crashed node rejoins with a fresh store and catches up.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::harness::{event, tag_of, wait_for, TestCluster};
+
+/// Kills the leader and returns (the killed node, the time from SIGKILL to
+/// the first acknowledged write through a surviving node).
+async fn kill_leader_and_time_first_write(cluster: &mut TestCluster, tag: u64) -> (crate::harness::TestNode, Duration) {
+    let leader = cluster.leader().await;
+    let survivor = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    let killed = cluster.kill(leader).await;
+    let killed_at = Instant::now();
+    let client = cluster.client(survivor).clone();
+    wait_for("a write to succeed after the leader was killed", Duration::from_secs(30), || async {
+        let resp = client.post_event(&event(tag)).await.ok()?;
+        (resp.status == 200).then_some(())
+    })
+    .await;
+    (killed, killed_at.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_sigkill_then_new_leader_and_rejoin_with_fresh_store() {
+    let mut cluster = TestCluster::start("failover", 3).await;
+    for tag in 0..10 {
+        assert_eq!(cluster.client(1).post_event(&event(tag)).await.unwrap().status, 200);
+    }
+    let old_leader = cluster.leader().await;
+
+    eprintln!("--- SIGKILL the leader; writes through a survivor succeed again within 5 s");
+    let (killed, downtime) = kill_leader_and_time_first_write(&mut cluster, 10).await;
+    eprintln!("failover: first acknowledged write {downtime:?} after SIGKILL");
+    assert!(downtime < Duration::from_secs(5), "failover took {downtime:?}");
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, old_leader);
+    for tag in 11..15 {
+        assert_eq!(cluster.client(new_leader).post_event(&event(tag)).await.unwrap().status, 200);
+    }
+
+    eprintln!("--- restart the killed node with a fresh store on its old addresses; it rejoins and catches up");
+    let join = format!("http://{}", cluster.node(new_leader).http_addr);
+    cluster.spawn(killed.id, Some(join), &killed.http_addr, &killed.raft_addr).await;
+    drop(killed);
+    cluster.wait_for_voters(3).await;
+    let events = cluster.converged_events(15).await;
+    assert_eq!(events.iter().map(tag_of).collect::<Vec<_>>(), (0..15).collect::<Vec<_>>());
+
+    eprintln!("--- the rejoined node takes part: a write through it reaches everyone");
+    let rejoined = cluster.client(old_leader).clone();
+    assert_eq!(rejoined.post_event(&event(15)).await.unwrap().status, 200);
+    cluster.converged_events(16).await;
+}
+
+/// Measures failover over 5 runs and prints min/median/max. Run with
+/// `cargo nextest run --run-ignored only failover_time`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement: takes about a minute"]
+async fn failover_time_over_five_runs() {
+    let mut times = Vec::new();
+    for run in 0..5u64 {
+        let mut cluster = TestCluster::start(&format!("failover-time-{run}"), 3).await;
+        assert_eq!(cluster.client(1).post_event(&event(0)).await.unwrap().status, 200);
+        let (_killed, downtime) = kill_leader_and_time_first_write(&mut cluster, 1).await;
+        eprintln!("run {run}: {downtime:?}");
+        times.push(downtime);
+    }
+    times.sort();
+    println!(
+        "failover (SIGKILL of leader -> first acknowledged write), 5 runs: min {:?}  median {:?}  max {:?}",
+        times[0], times[2], times[4]
+    );
+    assert!(times[4] < Duration::from_secs(5));
+}
