@@ -169,8 +169,8 @@ async fn agreed_leader(clients: &[Client], expected_voters: u16) -> Option<u64> 
 async fn wait_for_stop(
     exits: &mut JoinSet<(u16, std::io::Result<std::process::ExitStatus>)>,
 ) -> Result<(), ClusterError> {
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ClusterError::Signal)?;
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(ClusterError::Signal)?;
     loop {
         tokio::select! {
             result = tokio::signal::ctrl_c() => return result.map_err(ClusterError::Signal),

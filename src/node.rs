@@ -121,7 +121,10 @@ impl RunningNode {
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(RaftGrpcService::new(raft.clone()).into_server())
-                .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), stop_grpc.clone().cancelled_owned()),
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(raft_listener),
+                    stop_grpc.clone().cancelled_owned(),
+                ),
         );
         let stop_http = CancellationToken::new();
         let http_task = tokio::spawn(

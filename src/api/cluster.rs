@@ -83,20 +83,18 @@ pub async fn join(
             let message = match outcome {
                 JoinOutcome::AlreadyMember => format!("node {} is already a voter", request.id),
                 JoinOutcome::Joined => format!("node {} joined as a voter", request.id),
-                JoinOutcome::Replaced => format!("node {} replaced its old membership and joined as a voter", request.id),
+                JoinOutcome::Replaced => {
+                    format!("node {} replaced its old membership and joined as a voter", request.id)
+                }
             };
             Ok(Json(JoinResponse { success: true, message, node_id: request.id, outcome: outcome.as_str().into() })
-            .into_response())
+                .into_response())
         })
         .await
 }
 
 /// Removes a voter or learner; run on the leader.
-pub async fn remove(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath(id): ApiPath<NodeId>,
-) -> Response {
+pub async fn remove(State(state): State<AppState>, headers: HeaderMap, ApiPath(id): ApiPath<NodeId>) -> Response {
     let forward = ForwardRequest { method: Method::DELETE, path_and_query: format!("/nodes/{id}"), json_body: None };
     state
         .on_leader(&headers, forward, || async {
@@ -116,9 +114,8 @@ fn membership_to_local(err: MembershipError) -> LocalError {
 
 /// An address must be `host:port` with a numeric port.
 fn validate_addr(field: &str, addr: &str) -> Result<(), ApiError> {
-    let valid = addr
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+    let valid =
+        addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
     if valid {
         Ok(())
     } else {

@@ -96,12 +96,9 @@ async fn write_critical(state: &AppState, event: CriticalEvent) -> Result<Respon
         // entry from a deposed leader's log: the event is certainly not in
         // the log, so retrying on the new leader cannot duplicate it.
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(LocalError::NotLeader),
-        Ok(Err(RaftError::APIError(err))) => Err(ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "write_failed",
-            err.to_string(),
-        )
-        .into()),
+        Ok(Err(RaftError::APIError(err))) => {
+            Err(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "write_failed", err.to_string()).into())
+        }
         Ok(Err(RaftError::Fatal(fatal))) => Err(ApiError::raft_stopped(fatal).into()),
     }
 }

@@ -80,7 +80,8 @@ impl Forwarder {
         if let Some(body) = &req.json_body {
             builder = builder.header(axum::http::header::CONTENT_TYPE, "application/json").body(body.clone());
         }
-        let classify = |e: reqwest::Error| if e.is_connect() { ForwardError::NotSent(e) } else { ForwardError::NoAnswer(e) };
+        let classify =
+            |e: reqwest::Error| if e.is_connect() { ForwardError::NotSent(e) } else { ForwardError::NoAnswer(e) };
         let resp = builder.send().await.map_err(classify)?;
         let status = resp.status();
         let content_type = resp.headers().get(axum::http::header::CONTENT_TYPE).cloned();

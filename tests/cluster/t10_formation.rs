@@ -34,7 +34,9 @@ async fn three_nodes_form_a_cluster_through_join() {
         for id in cluster.ids() {
             statuses.push(cluster.client(id).status().await.ok()?);
         }
-        let same = statuses.windows(2).all(|w| (w[0].current_term, w[0].current_leader) == (w[1].current_term, w[1].current_leader));
+        let same = statuses
+            .windows(2)
+            .all(|w| (w[0].current_term, w[0].current_leader) == (w[1].current_term, w[1].current_leader));
         same.then_some(statuses)
     })
     .await;

@@ -42,8 +42,10 @@ async fn ephemeral_events_stay_on_the_leader_and_out_of_the_log() {
     let leader = cluster.leader().await;
     let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
 
-    let moved = GameEvent::Ephemeral(EphemeralEvent::PlayerMove { player_id: 9, x: 1.5, y: 2.0, z: -3.0, timestamp: 7 });
-    let acted = GameEvent::Ephemeral(EphemeralEvent::PlayerAction { player_id: 9, action: "jump".into(), timestamp: 8 });
+    let moved =
+        GameEvent::Ephemeral(EphemeralEvent::PlayerMove { player_id: 9, x: 1.5, y: 2.0, z: -3.0, timestamp: 7 });
+    let acted =
+        GameEvent::Ephemeral(EphemeralEvent::PlayerAction { player_id: 9, action: "jump".into(), timestamp: 8 });
     for e in [&moved, &acted] {
         let resp = cluster.client(follower).post_event(e).await.unwrap();
         assert_eq!(resp.status, 200, "{}", resp.body);
