@@ -113,8 +113,9 @@ pub struct ApiSettings {
 /// A configuration that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Boxed: OpenRaft's error is large and this one travels in `Result`s.
     #[error("invalid Raft timings: {0}")]
-    Raft(#[from] openraft::ConfigError),
+    Raft(Box<openraft::ConfigError>),
     #[error("{0} must be greater than 0")]
     Zero(&'static str),
     #[error("--join URL {url:?} is not an http:// URL")]
@@ -157,7 +158,7 @@ impl RaftTimings {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_logs),
             ..Default::default()
         };
-        Ok(config.validate()?)
+        config.validate().map_err(|e| ConfigError::Raft(Box::new(e)))
     }
 }
 

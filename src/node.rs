@@ -49,8 +49,9 @@ pub enum NodeError {
     Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    /// Boxed: OpenRaft's fatal error is large and this one travels in `Result`s.
     #[error("cannot start raft: {0}")]
-    Raft(#[from] openraft::error::Fatal<NodeId>),
+    Raft(Box<openraft::error::Fatal<NodeId>>),
     #[error("cannot bootstrap the cluster: {0}")]
     Bootstrap(String),
     #[error("cannot build the HTTP client: {0}")]
@@ -95,7 +96,9 @@ impl RunningNode {
         let state_machine = GameStateMachine::new();
         let events = state_machine.event_log();
         let network = PeerNetwork::new(node_id, Duration::from_millis(raft_config.heartbeat_interval.max(500)));
-        let raft = Raft::new(node_id, raft_config, network, MemLogStore::new(), state_machine).await?;
+        let raft = Raft::new(node_id, raft_config, network, MemLogStore::new(), state_machine)
+            .await
+            .map_err(|e| NodeError::Raft(Box::new(e)))?;
 
         let registry = NodeRegistry::new();
         tokio::spawn(mirror_membership(raft.clone(), registry.clone()));
@@ -134,7 +137,7 @@ impl RunningNode {
         );
         tracing::info!(node_id, %addr, "listening");
 
-        let join_task = if raft.is_initialized().await.map_err(NodeError::Raft)? {
+        let join_task = if raft.is_initialized().await.map_err(|e| NodeError::Raft(Box::new(e)))? {
             tracing::info!(node_id, "resuming with existing raft state");
             None
         } else if let Some(url) = config.join.clone() {

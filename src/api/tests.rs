@@ -1,1 +1,243 @@
+//! The API's handlers against a real one-node cluster, called in-process
+//! through the router (no socket between test and handler).
 
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use clap::Parser;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::router;
+use crate::config::NodeConfig;
+use crate::node::RunningNode;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    node: NodeConfig,
+}
+
+/// A bootstrapped one-node cluster on free ports, and its router.
+async fn single_node() -> (RunningNode, Router) {
+    let args = Args::parse_from(["serve", "--id", "1", "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"]);
+    let node = RunningNode::start(args.node).await.expect("node starts");
+    node.state.raft.wait(Some(Duration::from_secs(10))).current_leader(1, "node 1 leads").await.expect("leader");
+    let app = router(node.state.clone());
+    (node, app)
+}
+
+async fn call(app: &Router, method: &str, uri: &str, content_type: Option<&str>, body: &[u8]) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = app.clone().oneshot(request.body(Body::from(body.to_vec())).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("{uri}: body is not JSON: {bytes:?}"));
+    (status, body)
+}
+
+async fn post_json(app: &Router, uri: &str, body: Value) -> (StatusCode, Value) {
+    call(app, "POST", uri, Some("application/json"), body.to_string().as_bytes()).await
+}
+
+fn join_event(player_id: u64) -> Value {
+    json!({ "event": { "Critical": { "PlayerJoin": { "player_id": player_id, "name": "Alice", "timestamp": 1234567890 } } } })
+}
+
+#[tokio::test]
+async fn post_then_get_events_use_the_designs_exact_shapes() {
+    let (node, app) = single_node().await;
+    let mut indexes = Vec::new();
+    for player in [1, 2, 3] {
+        let (status, body) = post_json(&app, "/events", join_event(player)).await;
+        assert_eq!(status, StatusCode::OK);
+        let index = body["log_index"].as_u64().unwrap();
+        assert_eq!(
+            body,
+            json!({ "success": true, "message": format!("Event committed at log index {index}"), "log_index": index })
+        );
+        indexes.push(index);
+    }
+    assert!(indexes.windows(2).all(|w| w[0] < w[1]));
+
+    let (status, body) = call(&app, "GET", "/events", None, b"").await;
+    assert_eq!(status, StatusCode::OK);
+    let expected: Vec<Value> = [1, 2, 3].iter().map(|p| join_event(*p)["event"].clone()).collect();
+    assert_eq!(body, json!({ "events": expected, "count": 3 }));
+
+    let (_, status_body) = call(&app, "GET", "/status", None, b"").await;
+    let term = status_body["current_term"].as_u64().unwrap();
+    assert_eq!(
+        status_body,
+        json!({ "node_id": 1, "is_leader": true, "current_leader": 1, "current_term": term, "event_count": 3 })
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_can_be_paged_by_position() {
+    let (node, app) = single_node().await;
+    for player in 0..5 {
+        assert_eq!(post_json(&app, "/events", join_event(player)).await.0, StatusCode::OK);
+    }
+    let (status, page) = call(&app, "GET", "/events?from=1&limit=2", None, b"").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        page,
+        json!({ "events": [join_event(1)["event"], join_event(2)["event"]], "count": 2, "from": 1, "next": 3, "total": 5 })
+    );
+    let (_, tail) = call(&app, "GET", "/events?from=4", None, b"").await;
+    assert_eq!((tail["count"].as_u64(), tail["next"].as_u64()), (Some(1), Some(5)));
+    let (_, past_end) = call(&app, "GET", "/events?from=99&limit=10", None, b"").await;
+    assert_eq!(past_end, json!({ "events": [], "count": 0, "from": 99, "next": 99, "total": 5 }));
+    let (status, bad) = call(&app, "GET", "/events?from=minus-one", None, b"").await;
+    assert_eq!((status, bad["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_event_bodies_are_refused_with_json_errors_and_commit_nothing() {
+    let (node, app) = single_node().await;
+    /// (name, content type, body, expected status, expected error code)
+    type Case = (&'static str, Option<&'static str>, Vec<u8>, StatusCode, &'static str);
+    let cases: [Case; 6] = [
+        ("malformed", Some("application/json"), b"{\"event\":".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
+        (
+            "unknown type",
+            Some("application/json"),
+            br#"{"event":{"Critical":{"Teleport":{"player_id":1}}}}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_event_type",
+        ),
+        (
+            "wrong type",
+            Some("application/json"),
+            br#"{"event":{"Critical":{"PlayerLeave":{"player_id":-1,"timestamp":2}}}}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            "unknown top-level field",
+            Some("application/json"),
+            br#"{"event":{"Critical":{"PlayerLeave":{"player_id":1,"timestamp":2}}},"evnt":1}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            "no content type",
+            None,
+            br#"{"event":{}}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_type",
+        ),
+        (
+            "oversized",
+            Some("application/json"),
+            vec![b' '; 65 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+    ];
+    for (name, content_type, body, status, code) in cases {
+        let (got, json) = call(&app, "POST", "/events", content_type, &body).await;
+        assert_eq!(got, status, "{name}: {json}");
+        assert_eq!((json["success"].as_bool(), json["error"].as_str()), (Some(false), Some(code)), "{name}");
+        assert_eq!(json["log_index"], Value::Null, "{name}");
+        assert!(!json["message"].as_str().unwrap_or_default().is_empty(), "{name} explains itself");
+    }
+    assert!(node.state.events.is_empty(), "a refused event was committed");
+    let (_, status) = call(&app, "GET", "/status", None, b"").await;
+    assert_eq!(status["event_count"], 0);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn ephemeral_events_are_held_by_the_leader_only() {
+    let (node, app) = single_node().await;
+    let moved = json!({ "event": { "Ephemeral": { "PlayerMove": { "player_id": 4, "x": 1.0, "y": 2.5, "z": 3.0, "timestamp": 9 } } } });
+    let (status, body) = post_json(&app, "/events", moved).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "success": true, "message": "Ephemeral event accepted by leader 1", "log_index": null }));
+    let (_, held) = call(&app, "GET", "/ephemeral", None, b"").await;
+    assert_eq!(held["positions"], json!([{ "player_id": 4, "x": 1.0, "y": 2.5, "z": 3.0, "timestamp": 9 }]));
+    let (_, events) = call(&app, "GET", "/events", None, b"").await;
+    assert_eq!(events, json!({ "events": [], "count": 0 }));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_ready_and_nodes_describe_the_node() {
+    let (node, app) = single_node().await;
+    assert_eq!(
+        call(&app, "GET", "/health", None, b"").await,
+        (StatusCode::OK, json!({ "status": "ok", "node_id": 1 }))
+    );
+    assert_eq!(
+        call(&app, "GET", "/ready", None, b"").await,
+        (StatusCode::OK, json!({ "ready": true, "node_id": 1, "leader": 1 }))
+    );
+    let (status, nodes) = call(&app, "GET", "/nodes", None, b"").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(nodes["leader"], 1);
+    assert_eq!(
+        nodes["nodes"],
+        json!([{ "id": 1, "raft_addr": node.state.addr.raft_addr, "http_addr": node.state.addr.http_addr, "role": "voter", "is_leader": true }])
+    );
+    let (status, missing) = call(&app, "GET", "/no/such/path", None, b"").await;
+    assert_eq!((status, missing["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn membership_requests_are_validated() {
+    let (node, app) = single_node().await;
+    let (status, body) =
+        post_json(&app, "/nodes", json!({ "id": 2, "raft_addr": "nohost", "http_addr": "127.0.0.1:1" })).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
+    assert!(body["message"].as_str().unwrap().contains("raft_addr"));
+    let (status, body) = post_json(&app, "/nodes", json!({ "id": "two" })).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
+
+    let (status, body) = call(&app, "DELETE", "/nodes/7", None, b"").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_node")));
+    let (status, body) = call(&app, "DELETE", "/nodes/1", None, b"").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("last_voter")));
+    let (status, body) = call(&app, "DELETE", "/nodes/x", None, b"").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_path")));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_with_no_leader_answers_the_designs_503() {
+    // A node told to join a cluster that does not exist never learns a leader.
+    let args = Args::parse_from([
+        "serve",
+        "--id",
+        "5",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--raft-addr",
+        "127.0.0.1:0",
+        "--join",
+        "http://127.0.0.1:1",
+        "--leader-wait-ms",
+        "200",
+    ]);
+    let node = RunningNode::start(args.node).await.expect("node starts");
+    let app = router(node.state.clone());
+    let (status, body) = post_json(&app, "/events", join_event(1)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body,
+        json!({ "success": false, "error": "not_leader", "message": "Not the leader. Current leader: None", "log_index": null })
+    );
+    let (status, body) = call(&app, "GET", "/ready", None, b"").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready")));
+    node.shutdown().await;
+}

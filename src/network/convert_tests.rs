@@ -2,6 +2,9 @@
 //! unchanged. Values are compared through their serde form, since not every
 //! OpenRaft message implements `PartialEq`.
 
+// The results built here carry OpenRaft's own (large) error type, as the wire does.
+#![allow(clippy::result_large_err)]
+
 use openraft::error::{Fatal, InstallSnapshotError, RaftError, SnapshotMismatch};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,

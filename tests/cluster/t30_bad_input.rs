@@ -12,7 +12,9 @@ async fn each_bad_input_gets_its_4xx_json_error_and_commits_nothing() {
         r#"{{"event":{{"Critical":{{"GameStateChange":{{"state":"{}","timestamp":1}}}}}}}}"#,
         "x".repeat(70 * 1024)
     );
-    let cases: Vec<(&str, &str, Vec<u8>, u16, &str, &str)> = vec![
+    /// (name, content type, body, expected status, expected error code, what the message mentions)
+    type Case = (&'static str, &'static str, Vec<u8>, u16, &'static str, &'static str);
+    let cases: Vec<Case> = vec![
         ("malformed JSON", "application/json", b"{\"event\": {".to_vec(), 400, "malformed_json", "parse"),
         (
             "unknown event type",

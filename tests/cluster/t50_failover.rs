@@ -11,7 +11,7 @@ use crate::harness::{event, tag_of, wait_for, TestCluster};
 /// the first acknowledged write through a surviving node).
 async fn kill_leader_and_time_first_write(cluster: &mut TestCluster, tag: u64) -> (crate::harness::TestNode, Duration) {
     let leader = cluster.leader().await;
-    let survivor = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    let survivor = cluster.ids().into_iter().find(|id| *id != leader).expect("a surviving node");
     let killed = cluster.kill(leader).await;
     let killed_at = Instant::now();
     let client = cluster.client(survivor).clone();
