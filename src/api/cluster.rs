@@ -37,6 +37,13 @@ pub struct JoinResponse {
     pub outcome: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveResponse {
+    pub success: bool,
+    pub message: String,
+    pub node_id: NodeId,
+}
+
 /// Every member, as this node's copy of the membership has it.
 pub async fn list_nodes(State(state): State<AppState>) -> Json<NodesResponse> {
     let (leader, term) = {
@@ -100,7 +107,8 @@ pub async fn remove(State(state): State<AppState>, headers: HeaderMap, ApiPath(i
         .on_leader(&headers, forward, || async {
             let _one_change_at_a_time = state.membership_lock.lock().await;
             membership::remove(&state.raft, id, state.settings.join_timeout()).await.map_err(membership_to_local)?;
-            Ok(Json(serde_json::json!({ "success": true, "message": format!("node {id} removed") })).into_response())
+            Ok(Json(RemoveResponse { success: true, message: format!("node {id} removed"), node_id: id })
+                .into_response())
         })
         .await
 }
