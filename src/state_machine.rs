@@ -59,11 +59,6 @@ impl EventLog {
         let take = usize::try_from(limit).unwrap_or(usize::MAX);
         data.events[start..].iter().take(take).cloned().collect()
     }
-
-    /// The Raft log id of the last applied entry.
-    pub fn last_applied(&self) -> Option<LogId> {
-        read(&self.data).last_applied
-    }
 }
 
 /// The state machine OpenRaft drives.
