@@ -85,9 +85,8 @@ impl EphemeralStore {
         }
     }
 
-    // Every update leaves the state whole, so a poisoned lock is still usable.
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 

@@ -41,4 +41,5 @@ pub mod node;
 pub mod registry;
 pub mod state_machine;
 pub mod storage;
+pub mod sync;
 pub mod types;

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::sync;
 use crate::types::{Membership, NodeId, PeerAddr};
 
 /// A member as the registry knows it.
@@ -69,14 +70,12 @@ impl NodeRegistry {
         self.len() == 0
     }
 
-    // Writers replace whole values, so data behind a poisoned lock is still
-    // consistent and serving it beats failing every request.
     fn read(&self) -> RwLockReadGuard<'_, Members> {
-        self.members.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        sync::read(&self.members)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Members> {
-        self.members.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        sync::write(&self.members)
     }
 }
 

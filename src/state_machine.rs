@@ -11,13 +11,14 @@
 //! buffer (`Cursor<Vec<u8>>`); both are lost with the process.
 
 use std::io::Cursor;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
 use crate::event::CriticalEvent;
+use crate::sync::{read, write};
 use crate::types::{CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// A critical event as committed: its position in the event log and the Raft
@@ -77,16 +78,6 @@ impl GameStateMachine {
     pub fn event_log(&self) -> EventLog {
         EventLog { data: self.data.clone() }
     }
-}
-
-// A poisoned lock means a thread panicked while holding it; the data itself is
-// still a consistent value because every writer replaces fields whole.
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl RaftStateMachine<TypeConfig> for GameStateMachine {

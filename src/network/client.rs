@@ -36,8 +36,7 @@ impl PeerNetwork {
     }
 
     fn channel(&self, raft_addr: &str) -> Result<Channel, String> {
-        // A poisoned map only ever holds complete entries; keep using it.
-        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut channels = crate::sync::lock(&self.channels);
         if let Some(channel) = channels.get(raft_addr) {
             return Ok(channel.clone());
         }
