@@ -6,6 +6,7 @@
 //! entries kept after a snapshot); tests lower them to run faster.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -37,6 +38,17 @@ pub struct NodeConfig {
     /// Without it, a node with no state bootstraps a one-node cluster.
     #[arg(long, env = "MASTER_URL")]
     pub join: Option<String>,
+
+    /// Directory holding everything this node is: its id, vote, Raft log,
+    /// committed events and snapshots. Created if absent. A node started again
+    /// on it resumes where it stopped (no bootstrap, no join).
+    #[arg(long, env = "DATA_DIR", default_value = "gameraft-data")]
+    pub data_dir: PathBuf,
+
+    /// Keep everything in memory instead of --data-dir: nothing survives the
+    /// process. For throwaway clusters and fast tests.
+    #[arg(long, env = "GAMERAFT_IN_MEMORY")]
+    pub in_memory: bool,
 
     #[command(flatten)]
     pub raft: RaftTimings,
@@ -201,6 +213,8 @@ mod tests {
         assert_eq!(raft.install_snapshot_timeout, 10_000);
         assert_eq!(raft.max_payload_entries, 300);
         assert_eq!(raft.max_in_snapshot_log_to_keep, 1000);
+        assert_eq!(config.data_dir, PathBuf::from("gameraft-data"));
+        assert!(!config.in_memory, "durable by default");
     }
 
     #[test]

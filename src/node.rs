@@ -12,14 +12,15 @@
 //! Start-up: a node with no Raft state and no `--join` initializes a one-node
 //! cluster with itself as the only voter; with `--join URL` it asks that
 //! member (any member: the request is forwarded to the leader) to add it,
-//! retrying until the cluster answers. A node that already has state (not
-//! possible yet with the in-memory store) resumes without either.
+//! retrying until the cluster answers. A node whose data directory holds
+//! Raft state resumes without either, whatever its flags say.
 //!
 //! Shutdown (SIGTERM/SIGINT): stop taking HTTP requests and let in-flight
 //! ones finish, stop Raft, then stop answering peers.
 //!
-//! CAVEATS: storage is in memory, so a restarted node is a new, empty node
-//! that must join again (the leader then replaces its old membership).
+//! Storage: the data directory (`--data-dir`, locked while the node runs)
+//! unless `--in-memory`, where a restarted node is a new, empty node that
+//! must join again (the leader then replaces its old membership).
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -39,7 +40,7 @@ use crate::membership::{self, JoinRequest};
 use crate::network::{PeerNetwork, RaftGrpcService};
 use crate::registry::NodeRegistry;
 use crate::state_machine::GameStateMachine;
-use crate::storage::MemLogStore;
+use crate::storage::{DataDir, DataDirError, FileLogStore, MemLogStore};
 use crate::types::{NodeId, PeerAddr, Raft};
 
 /// Why a node could not start or had to stop.
@@ -62,6 +63,8 @@ pub enum NodeError {
     Server { server: &'static str, message: String },
     #[error("raft stopped: {0}")]
     RaftStopped(String),
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
 }
 
 /// A started node. Drop it, or call [`RunningNode::run_until`], to stop it.
@@ -75,6 +78,8 @@ pub struct RunningNode {
     http_task: JoinHandle<std::io::Result<()>>,
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
     join_task: Option<JoinHandle<Result<(), NodeError>>>,
+    /// Held (locked) for as long as the node runs.
+    _data_dir: Option<DataDir>,
 }
 
 impl RunningNode {
@@ -82,7 +87,16 @@ impl RunningNode {
     /// joining. Returns once the node is listening.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         let raft_config = Arc::new(config.validate()?);
-        let node_id = config.id.unwrap_or_else(generate_node_id);
+        // Opened first: a directory that is locked, damaged or another
+        // node's must stop us before we bind anything.
+        let data_dir = match config.in_memory {
+            true => None,
+            false => Some(DataDir::open(&config.data_dir, config.id, generate_node_id)?),
+        };
+        let node_id = match &data_dir {
+            Some(dir) => dir.node_id(),
+            None => config.id.unwrap_or_else(generate_node_id),
+        };
 
         let http_listener = bind(config.http_addr).await?;
         let raft_listener = bind(config.raft_addr).await?;
@@ -93,12 +107,21 @@ impl RunningNode {
             http_addr: advertised(http_addr, config.advertise_host.as_deref()),
         };
 
-        let state_machine = GameStateMachine::new();
-        let events = state_machine.event_log();
         let network = PeerNetwork::new(node_id, Duration::from_millis(raft_config.heartbeat_interval.max(500)));
-        let raft = Raft::new(node_id, raft_config, network, MemLogStore::new(), state_machine)
-            .await
-            .map_err(|e| NodeError::Raft(Box::new(e)))?;
+        let (raft, events) = match &data_dir {
+            Some(dir) => {
+                let state_machine = GameStateMachine::open(&dir.state_dir())?;
+                let events = state_machine.event_log();
+                let log = FileLogStore::open(&dir.log_dir())?;
+                (Raft::new(node_id, raft_config, network, log, state_machine).await, events)
+            }
+            None => {
+                let state_machine = GameStateMachine::in_memory();
+                let events = state_machine.event_log();
+                (Raft::new(node_id, raft_config, network, MemLogStore::new(), state_machine).await, events)
+            }
+        };
+        let raft = raft.map_err(|e| NodeError::Raft(Box::new(e)))?;
 
         let registry = NodeRegistry::new();
         tokio::spawn(mirror_membership(raft.clone(), registry.clone()));
@@ -135,7 +158,10 @@ impl RunningNode {
                 .with_graceful_shutdown(stop_http.clone().cancelled_owned())
                 .into_future(),
         );
-        tracing::info!(node_id, %addr, "listening");
+        match &data_dir {
+            Some(dir) => tracing::info!(node_id, %addr, data_dir = %dir.path().display(), "listening"),
+            None => tracing::info!(node_id, %addr, "listening; in memory only: nothing survives this process"),
+        }
 
         let join_task = if raft.is_initialized().await.map_err(|e| NodeError::Raft(Box::new(e)))? {
             tracing::info!(node_id, "resuming with existing raft state");
@@ -156,7 +182,17 @@ impl RunningNode {
             None
         };
 
-        Ok(Self { state, http_addr, raft_addr, stop_http, stop_grpc, http_task, grpc_task, join_task })
+        Ok(Self {
+            state,
+            http_addr,
+            raft_addr,
+            stop_http,
+            stop_grpc,
+            http_task,
+            grpc_task,
+            join_task,
+            _data_dir: data_dir,
+        })
     }
 
     pub fn node_id(&self) -> NodeId {

@@ -1,7 +1,6 @@
 //! The OpenRaft type configuration and the data that travels in the Raft log.
 
 use std::fmt;
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +17,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = PeerAddr,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = crate::state_machine::SnapshotData,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

@@ -63,6 +63,11 @@ impl ApiError {
         )
     }
 
+    /// The node could not read its own store (a disk error or damage).
+    pub fn storage(err: &std::io::Error) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", format!("cannot read this node's events: {err}"))
+    }
+
     pub fn raft_stopped(detail: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "raft_stopped", format!("this node's Raft has stopped: {detail}"))
     }

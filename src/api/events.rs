@@ -114,19 +114,71 @@ async fn record_ephemeral(state: &AppState, event: EphemeralEvent) -> Result<Res
 }
 
 pub async fn get_events(State(state): State<AppState>, ApiQuery(query): ApiQuery<EventsQuery>) -> Response {
-    let wrap = |events: Vec<crate::state_machine::CommittedEvent>| -> Vec<GameEvent> {
-        events.into_iter().map(|e| GameEvent::Critical(e.event)).collect()
-    };
     if query.from.is_none() && query.limit.is_none() {
-        let events = wrap(state.events.range(0, u64::MAX));
-        return Json(EventsResponse { count: events.len() as u64, events }).into_response();
+        return stream_all_events(state.events.clone());
     }
     let from = query.from.unwrap_or(0);
     let limit = query.limit.unwrap_or(MAX_PAGE_LIMIT).min(MAX_PAGE_LIMIT);
     let total = state.events.len();
-    let events = wrap(state.events.range(from, limit));
+    let log = state.events.clone();
+    let read = tokio::task::spawn_blocking(move || log.range(from, limit)).await;
+    let events: Vec<GameEvent> = match read.map_err(std::io::Error::other).and_then(|r| r) {
+        Ok(events) => events.into_iter().map(|e| GameEvent::Critical(e.event)).collect(),
+        Err(err) => return ApiError::storage(&err).into_response(),
+    };
     let count = events.len() as u64;
     Json(EventsPage { events, count, from, next: from.saturating_add(count), total }).into_response()
+}
+
+/// Events per chunk of a streamed `GET /events`.
+const STREAM_CHUNK_EVENTS: u64 = 1000;
+
+/// The design's `GET /events` body, `{"events":[...],"count":N}`, byte for
+/// byte what serializing [`EventsResponse`] would give, but written a chunk at
+/// a time from the store: the events committed when the request arrived,
+/// with memory bounded by the chunk size whatever the event count. A read
+/// error after the status was sent aborts the body (the client sees a cut,
+/// invalid JSON, never a wrong list).
+fn stream_all_events(log: crate::state_machine::EventLog) -> Response {
+    let total = log.len();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut from = 0;
+        let mut chunk = b"{\"events\":[".to_vec();
+        while from < total {
+            let read = match log.range(from, STREAM_CHUNK_EVENTS.min(total - from)) {
+                Ok(events) if events.is_empty() => {
+                    Err(std::io::Error::other(format!("event {from} of {total} is missing")))
+                }
+                other => other,
+            };
+            let events = match read {
+                Ok(events) => events,
+                Err(err) => {
+                    tracing::error!(%err, from, "GET /events: read failed; aborting the response");
+                    let _ = tx.blocking_send(Err(err));
+                    return;
+                }
+            };
+            for event in events {
+                if from > 0 {
+                    chunk.push(b',');
+                }
+                if let Err(err) = serde_json::to_writer(&mut chunk, &GameEvent::Critical(event.event)) {
+                    let _ = tx.blocking_send(Err(std::io::Error::other(err)));
+                    return;
+                }
+                from += 1;
+            }
+            if tx.blocking_send(Ok(std::mem::take(&mut chunk).into())).is_err() {
+                return; // the client went away
+            }
+        }
+        chunk.extend_from_slice(format!("],\"count\":{total}}}").as_bytes());
+        let _ = tx.blocking_send(Ok(chunk.into()));
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// What the leader holds for ephemeral events; asked of the leader.

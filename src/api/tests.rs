@@ -21,13 +21,26 @@ struct Args {
     node: NodeConfig,
 }
 
-/// A bootstrapped one-node cluster on free ports, and its router.
-async fn single_node() -> (RunningNode, Router) {
-    let args = Args::parse_from(["serve", "--id", "1", "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"]);
+/// A bootstrapped one-node cluster on free ports with its data in a
+/// temporary directory, its router, and the directory (removed on drop).
+async fn single_node() -> (RunningNode, Router, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let data_dir = data.path().to_str().expect("utf-8 temp path");
+    let args = Args::parse_from([
+        "serve",
+        "--id",
+        "1",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--raft-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir,
+    ]);
     let node = RunningNode::start(args.node).await.expect("node starts");
     node.state.raft.wait(Some(Duration::from_secs(10))).current_leader(1, "node 1 leads").await.expect("leader");
     let app = router(node.state.clone());
-    (node, app)
+    (node, app, data)
 }
 
 async fn call(app: &Router, method: &str, uri: &str, content_type: Option<&str>, body: &[u8]) -> (StatusCode, Value) {
@@ -52,7 +65,7 @@ fn join_event(player_id: u64) -> Value {
 
 #[tokio::test]
 async fn post_then_get_events_use_the_designs_exact_shapes() {
-    let (node, app) = single_node().await;
+    let (node, app, _data) = single_node().await;
     let mut indexes = Vec::new();
     for player in [1, 2, 3] {
         let (status, body) = post_json(&app, "/events", join_event(player)).await;
@@ -82,7 +95,7 @@ async fn post_then_get_events_use_the_designs_exact_shapes() {
 
 #[tokio::test]
 async fn events_can_be_paged_by_position() {
-    let (node, app) = single_node().await;
+    let (node, app, _data) = single_node().await;
     for player in 0..5 {
         assert_eq!(post_json(&app, "/events", join_event(player)).await.0, StatusCode::OK);
     }
@@ -103,7 +116,7 @@ async fn events_can_be_paged_by_position() {
 
 #[tokio::test]
 async fn bad_event_bodies_are_refused_with_json_errors_and_commit_nothing() {
-    let (node, app) = single_node().await;
+    let (node, app, _data) = single_node().await;
     /// (name, content type, body, expected status, expected error code)
     type Case = (&'static str, Option<&'static str>, Vec<u8>, StatusCode, &'static str);
     let cases: [Case; 6] = [
@@ -159,7 +172,7 @@ async fn bad_event_bodies_are_refused_with_json_errors_and_commit_nothing() {
 
 #[tokio::test]
 async fn ephemeral_events_are_held_by_the_leader_only() {
-    let (node, app) = single_node().await;
+    let (node, app, _data) = single_node().await;
     let moved = json!({ "event": { "Ephemeral": { "PlayerMove": { "player_id": 4, "x": 1.0, "y": 2.5, "z": 3.0, "timestamp": 9 } } } });
     let (status, body) = post_json(&app, "/events", moved).await;
     assert_eq!(status, StatusCode::OK);
@@ -173,7 +186,7 @@ async fn ephemeral_events_are_held_by_the_leader_only() {
 
 #[tokio::test]
 async fn health_ready_and_nodes_describe_the_node() {
-    let (node, app) = single_node().await;
+    let (node, app, _data) = single_node().await;
     assert_eq!(
         call(&app, "GET", "/health", None, b"").await,
         (StatusCode::OK, json!({ "status": "ok", "node_id": 1 }))
@@ -196,7 +209,7 @@ async fn health_ready_and_nodes_describe_the_node() {
 
 #[tokio::test]
 async fn membership_requests_are_validated() {
-    let (node, app) = single_node().await;
+    let (node, app, _data) = single_node().await;
     let (status, body) =
         post_json(&app, "/nodes", json!({ "id": 2, "raft_addr": "nohost", "http_addr": "127.0.0.1:1" })).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));

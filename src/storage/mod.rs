@@ -1,19 +1,29 @@
-//! Raft log storage.
+//! Where a node keeps what it must not lose.
+//!
+//! - [`DataDir`]: the directory, its lock and the node id it belongs to.
+//! - [`FileLogStore`]: the Raft log and vote on disk (checksummed segments).
+//! - [`MemLogStore`]: the same in memory, for `--in-memory` throwaway nodes.
+//! - [`ByteFile`] and [`record`]: the byte store and checksummed record
+//!   framing shared with the state machine.
 //!
 //! The rest of gameraft sees the log only through OpenRaft's `RaftLogStorage`
-//! trait, so a store can be swapped without touching the node, network or API.
-//!
-//! Contract every store must keep (OpenRaft's and ours):
+//! trait. Contract every store keeps (OpenRaft's and ours):
 //! - the vote is stored before `save_vote` returns;
 //! - appended entries are readable when `append` returns, and the flush
 //!   callback fires only once they are as durable as the store promises;
 //! - `truncate` and `purge` never leave holes; `purge` records
 //!   `last_purged_log_id` before dropping entries.
-//!
-//! CAVEATS: the only store today is [`MemLogStore`], which keeps everything in
-//! memory: a process restart loses the log. A node restarted with an empty
-//! store must therefore join again as a new member (see `node.rs`).
 
+mod data_dir;
+mod file;
+mod log;
 mod memory;
+pub mod record;
 
+pub use data_dir::{atomic_write, sync_dir, DataDir, DataDirError};
+pub use file::ByteFile;
+pub use log::FileLogStore;
 pub use memory::MemLogStore;
+
+#[cfg(test)]
+mod suite_tests;

@@ -1,0 +1,271 @@
+//! The replicated state machine: the ordered list of committed critical events.
+//!
+//! OpenRaft calls `apply` with committed entries, in log order, on every node,
+//! so every node's event list is the same sequence. Applying is deterministic:
+//! it depends only on the entries, never on the node, the clock or randomness.
+//!
+//! The events live in an [`event_store`] (on disk for durable nodes, in a
+//! buffer for `--in-memory` ones); memory holds only counters. Reads
+//! (`GET /events`, `/status`) go through an [`EventLog`] handle that shares
+//! the live generation with the state machine OpenRaft owns.
+//!
+//! Snapshots are the event file's prefix ([`SnapshotData`]); installing one
+//! switches to a new generation atomically.
+
+mod event_store;
+mod snapshot_data;
+
+use std::io::{self, Cursor};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+
+pub use self::event_store::AppliedState;
+use self::event_store::{Applied, AppliedPayloadIn, Generation, SnapshotRecord, StateDir};
+pub use self::snapshot_data::SnapshotData;
+use crate::event::CriticalEvent;
+use crate::storage::DataDirError;
+use crate::sync::{read, write};
+use crate::types::{CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+/// A critical event as committed: its position in the event log and the Raft
+/// log index of the entry that carried it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedEvent {
+    pub log_index: u64,
+    pub event: CriticalEvent,
+}
+
+/// What readers and the state machine share: the live generation, how far
+/// it has been applied, and the current snapshot. Replaced whole under the
+/// lock, so a reader always sees a consistent triple.
+#[derive(Debug)]
+struct Live {
+    generation: Arc<Generation>,
+    state: AppliedState,
+    snapshot: Option<SnapshotRecord>,
+}
+
+/// A read-only view of the committed events, shared with the HTTP API.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    live: Arc<RwLock<Live>>,
+}
+
+impl EventLog {
+    /// Number of committed events on this node.
+    pub fn len(&self) -> u64 {
+        read(&self.live).state.event_count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Up to `limit` events starting at event position `from` (0-based),
+    /// read from the store: only what is returned is read.
+    pub fn range(&self, from: u64, limit: u64) -> io::Result<Vec<CommittedEvent>> {
+        let (generation, count) = {
+            let live = read(&self.live);
+            (live.generation.clone(), live.state.event_count)
+        };
+        let events = generation.read_events(from, limit, count)?;
+        Ok(events.into_iter().map(|(log_index, event)| CommittedEvent { log_index, event }).collect())
+    }
+}
+
+/// The state machine OpenRaft drives.
+#[derive(Debug)]
+pub struct GameStateMachine {
+    live: Arc<RwLock<Live>>,
+    /// `None` for an in-memory store.
+    dir: Option<Arc<tokio::sync::Mutex<StateDir>>>,
+}
+
+impl GameStateMachine {
+    /// A state machine that keeps its events in memory.
+    pub fn in_memory() -> Self {
+        let live = Live { generation: Arc::new(Generation::memory()), state: AppliedState::default(), snapshot: None };
+        Self { live: Arc::new(RwLock::new(live)), dir: None }
+    }
+
+    /// Opens (or creates) the durable state machine in `dir`, recovered to
+    /// its last whole applied entry.
+    pub fn open(dir: &Path) -> Result<Self, DataDirError> {
+        let (state_dir, recovered) = StateDir::open(dir)?;
+        let live =
+            Live { generation: Arc::new(recovered.generation), state: recovered.state, snapshot: recovered.snapshot };
+        Ok(Self { live: Arc::new(RwLock::new(live)), dir: Some(Arc::new(tokio::sync::Mutex::new(state_dir))) })
+    }
+
+    pub fn event_log(&self) -> EventLog {
+        EventLog { live: self.live.clone() }
+    }
+
+    /// How far this store has applied (for tests and benchmarks).
+    pub fn applied(&self) -> AppliedState {
+        read(&self.live).state.clone()
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for GameStateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let live = read(&self.live);
+        Ok((live.state.last_applied, live.state.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let applied: Vec<Applied> = entries
+            .into_iter()
+            .map(|entry| Applied {
+                log_id: entry.log_id,
+                payload: match entry.payload {
+                    EntryPayload::Blank => AppliedPayloadIn::Blank,
+                    EntryPayload::Normal(command) => AppliedPayloadIn::Events(command.events),
+                    EntryPayload::Membership(membership) => AppliedPayloadIn::Membership(membership),
+                },
+            })
+            .collect();
+        let (generation, mut state) = {
+            let live = read(&self.live);
+            (live.generation.clone(), live.state.clone())
+        };
+        // Only OpenRaft's state machine task applies or installs, so nothing
+        // else changes `state` between this read and the write below.
+        let results = generation.append(&mut state, applied).map_err(|e| {
+            tracing::error!(%e, "cannot write applied events; this node stops");
+            sm_error(ErrorVerb::Write, e)
+        })?;
+        write(&self.live).state = state;
+        Ok(results
+            .into_iter()
+            .map(|(first_event_index, event_count)| CommandResult { first_event_index, event_count })
+            .collect())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { live: self.live.clone(), dir: self.dir.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        match &self.dir {
+            None => Ok(Box::new(SnapshotData::Memory(Cursor::new(Vec::new())))),
+            Some(dir) => {
+                let path = dir.lock().await.new_incoming().map_err(|e| snapshot_error(ErrorVerb::Write, None, e))?;
+                let data = SnapshotData::create(&path).await.map_err(|e| snapshot_error(ErrorVerb::Write, None, e))?;
+                Ok(Box::new(data))
+            }
+        }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotData>) -> Result<(), StorageError> {
+        let fail = |e: io::Error| {
+            tracing::error!(snapshot_id = %meta.snapshot_id, %e, "cannot install the received snapshot");
+            snapshot_error(ErrorVerb::Write, Some(meta), e)
+        };
+        let (generation, record) = match (*snapshot, &self.dir) {
+            (SnapshotData::Memory(cursor), None) => {
+                let generation = Generation::from_bytes(cursor.into_inner());
+                let record = event_store::validate_snapshot(&generation, meta).map_err(fail)?;
+                (generation, record)
+            }
+            (SnapshotData::File(file), Some(dir)) => {
+                let mut dir = dir.lock().await;
+                let path = file.sync_and_close().await.map_err(fail)?;
+                dir.install(&path, meta).map_err(fail)?
+            }
+            _ => return Err(fail(io::Error::other("snapshot data does not match this store's kind"))),
+        };
+        tracing::info!(snapshot_id = %meta.snapshot_id, events = record.state.event_count, "installed snapshot");
+        *write(&self.live) =
+            Live { generation: Arc::new(generation), state: record.state.clone(), snapshot: Some(record) };
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let (generation, record) = {
+            let live = read(&self.live);
+            (live.generation.clone(), live.snapshot.clone())
+        };
+        match record {
+            None => Ok(None),
+            Some(record) => Ok(Some(open_snapshot(&generation, record).await?)),
+        }
+    }
+}
+
+/// Builds a snapshot: fsyncs the event file and records its length and the
+/// state it holds. Runs beside `apply`; the state it records is read under
+/// the lock, so it matches the bytes up to that length exactly.
+pub struct SnapshotBuilder {
+    live: Arc<RwLock<Live>>,
+    dir: Option<Arc<tokio::sync::Mutex<StateDir>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        // Holding the directory lock keeps an install from replacing the
+        // generation while its snapshot is being recorded.
+        let dir_guard = match &self.dir {
+            Some(dir) => Some(dir.clone().lock_owned().await),
+            None => None,
+        };
+        let (generation, state) = {
+            let live = read(&self.live);
+            (live.generation.clone(), live.state.clone())
+        };
+        let sync_gen = generation.clone();
+        tokio::task::spawn_blocking(move || sync_gen.sync())
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| snapshot_error(ErrorVerb::Write, None, e))?;
+        let snapshot_id = match state.last_applied {
+            Some(id) => format!("{}-{}-{}-{}", id.leader_id.term, id.leader_id.node_id, id.index, state.dat_len),
+            None => format!("empty-{}", state.dat_len),
+        };
+        let meta =
+            SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone(), snapshot_id };
+        let record = SnapshotRecord { meta: meta.clone(), state };
+        if let Some(dir) = &dir_guard {
+            dir.save_snapshot(&generation, &record).map_err(|e| snapshot_error(ErrorVerb::Write, Some(&meta), e))?;
+        }
+        {
+            let mut live = write(&self.live);
+            if Arc::ptr_eq(&live.generation, &generation) {
+                live.snapshot = Some(record.clone());
+            }
+        }
+        drop(dir_guard);
+        tracing::info!(snapshot_id = %meta.snapshot_id, events = record.state.event_count, "built snapshot");
+        open_snapshot(&generation, record).await
+    }
+}
+
+/// The snapshot `record` of `generation`, ready to be read and sent.
+async fn open_snapshot(generation: &Generation, record: SnapshotRecord) -> Result<Snapshot<TypeConfig>, StorageError> {
+    let len = record.state.dat_len;
+    let data = match generation.dat_path() {
+        Some(path) => SnapshotData::open_prefix(&path, len).await,
+        None => generation.dat.copy_prefix(len).map(|bytes| SnapshotData::Memory(Cursor::new(bytes))),
+    }
+    .map_err(|e| snapshot_error(ErrorVerb::Read, Some(&record.meta), e))?;
+    Ok(Snapshot { meta: record.meta, snapshot: Box::new(data) })
+}
+
+fn sm_error(verb: ErrorVerb, err: io::Error) -> StorageError {
+    StorageIOError::new(ErrorSubject::StateMachine, verb, openraft::AnyError::new(&err)).into()
+}
+
+fn snapshot_error(verb: ErrorVerb, meta: Option<&SnapshotMeta>, err: io::Error) -> StorageError {
+    StorageIOError::new(ErrorSubject::Snapshot(meta.map(|m| m.signature())), verb, openraft::AnyError::new(&err)).into()
+}

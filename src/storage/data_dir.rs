@@ -1,0 +1,252 @@
+//! The data directory: everything a durable node is, and the checks that keep
+//! one node's data from being used by another process or another node.
+//!
+//! ```text
+//! <data-dir>/
+//!   gameraft.lock   flock()ed while a node runs; holds its pid
+//!   node.json       {"node_id": N, "format": 1}, written once
+//!   raft-log/       vote, purge mark and log segments  (storage::FileLogStore)
+//!   state/          committed events and snapshots      (state_machine)
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::types::NodeId;
+
+const LOCK_FILE: &str = "gameraft.lock";
+const NODE_FILE: &str = "node.json";
+const FORMAT: u32 = 1;
+pub const LOG_DIR: &str = "raft-log";
+pub const STATE_DIR: &str = "state";
+
+/// Why a data directory was refused. Each says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("cannot create data directory {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("data directory {path} is not writable: {source}")]
+    NotWritable { path: PathBuf, source: io::Error },
+    #[error(
+        "data directory {path} is in use by another gameraft process ({holder}); stop it or use another --data-dir"
+    )]
+    Locked { path: PathBuf, holder: String },
+    #[error(
+        "data directory {path} belongs to node {found}, not node {requested}; \
+         start with --id {found}, or use another --data-dir"
+    )]
+    OtherNode { path: PathBuf, found: NodeId, requested: NodeId },
+    #[error("cannot read {path}: {source}")]
+    Unreadable { path: PathBuf, source: io::Error },
+    #[error(
+        "data directory {path} is corrupt: {reason}; refusing to start (move it away to start this node from scratch)"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+impl DataDirError {
+    pub fn corrupt(path: &Path, reason: impl Into<String>) -> Self {
+        Self::Corrupt { path: path.to_path_buf(), reason: reason.into() }
+    }
+
+    pub fn unreadable(path: &Path, source: io::Error) -> Self {
+        Self::Unreadable { path: path.to_path_buf(), source }
+    }
+
+    pub fn write(path: &Path, source: io::Error) -> Self {
+        Self::Write { path: path.to_path_buf(), source }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeFile {
+    node_id: NodeId,
+    format: u32,
+}
+
+/// An opened, locked data directory. The lock is released when this is
+/// dropped (or the process dies: `flock` locks go with the file descriptor).
+#[derive(Debug)]
+pub struct DataDir {
+    path: PathBuf,
+    node_id: NodeId,
+    _lock: Flock<File>,
+}
+
+impl DataDir {
+    /// Opens `path` (creating it if absent) for node `requested_id`, or for
+    /// the node recorded in it, or for a new node from `new_id`.
+    pub fn open(
+        path: &Path,
+        requested_id: Option<NodeId>,
+        new_id: impl FnOnce() -> NodeId,
+    ) -> Result<Self, DataDirError> {
+        fs::create_dir_all(path).map_err(|source| DataDirError::Create { path: path.to_path_buf(), source })?;
+        let lock = lock(path)?;
+        probe_writable(path)?;
+
+        let node_path = path.join(NODE_FILE);
+        let node_id = match fs::read(&node_path) {
+            Ok(bytes) => {
+                let node: NodeFile = serde_json::from_slice(&bytes)
+                    .map_err(|e| DataDirError::corrupt(path, format!("{NODE_FILE} is not valid: {e}")))?;
+                if node.format != FORMAT {
+                    return Err(DataDirError::corrupt(path, format!("unknown format {} in {NODE_FILE}", node.format)));
+                }
+                match requested_id {
+                    Some(requested) if requested != node.node_id => {
+                        return Err(DataDirError::OtherNode {
+                            path: path.to_path_buf(),
+                            found: node.node_id,
+                            requested,
+                        });
+                    }
+                    _ => node.node_id,
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                for leftover in [LOG_DIR, STATE_DIR] {
+                    if path.join(leftover).exists() {
+                        return Err(DataDirError::corrupt(
+                            path,
+                            format!("{leftover}/ exists but {NODE_FILE} is missing"),
+                        ));
+                    }
+                }
+                let node_id = requested_id.unwrap_or_else(new_id);
+                let bytes = serde_json::to_vec(&NodeFile { node_id, format: FORMAT })
+                    .map_err(|e| DataDirError::write(&node_path, io::Error::other(e)))?;
+                atomic_write(&node_path, &bytes).map_err(|e| DataDirError::write(&node_path, e))?;
+                node_id
+            }
+            Err(err) => return Err(DataDirError::unreadable(&node_path, err)),
+        };
+        Ok(Self { path: path.to_path_buf(), node_id, _lock: lock })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.path.join(LOG_DIR)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path.join(STATE_DIR)
+    }
+}
+
+fn lock(path: &Path) -> Result<Flock<File>, DataDirError> {
+    let lock_path = path.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|source| DataDirError::NotWritable { path: path.to_path_buf(), source })?;
+    let mut locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => locked,
+        Err((_, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
+            let holder = fs::read_to_string(&lock_path)
+                .ok()
+                .and_then(|pid| pid.trim().parse::<u32>().ok())
+                .map_or_else(|| "pid unknown".to_string(), |pid| format!("pid {pid}"));
+            return Err(DataDirError::Locked { path: path.to_path_buf(), holder });
+        }
+        Err((_, errno)) => {
+            return Err(DataDirError::NotWritable { path: path.to_path_buf(), source: io::Error::from(errno) })
+        }
+    };
+    let write_pid = |file: &mut File| -> io::Result<()> {
+        file.set_len(0)?;
+        file.write_all(std::process::id().to_string().as_bytes())
+    };
+    write_pid(&mut locked).map_err(|source| DataDirError::NotWritable { path: path.to_path_buf(), source })?;
+    Ok(locked)
+}
+
+/// Creating a file is what a node does all the time; find out now, with a
+/// clear message, rather than at the first write.
+fn probe_writable(path: &Path) -> Result<(), DataDirError> {
+    let probe = path.join(".write-probe");
+    File::create(&probe)
+        .and_then(|_| fs::remove_file(&probe))
+        .map_err(|source| DataDirError::NotWritable { path: path.to_path_buf(), source })
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old content or the
+/// new, never a mix: write a temporary file, fsync it, rename it over `path`,
+/// fsync the directory.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    sync_parent(path)
+}
+
+/// Makes the creation, removal or renaming of entries in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_its_node_and_refuses_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node");
+        let first = DataDir::open(&path, None, || 42).unwrap();
+        assert_eq!(first.node_id(), 42);
+        drop(first);
+        assert_eq!(DataDir::open(&path, None, || 7).unwrap().node_id(), 42);
+        assert_eq!(DataDir::open(&path, Some(42), || 7).unwrap().node_id(), 42);
+        let err = DataDir::open(&path, Some(3), || 7).unwrap_err();
+        assert!(matches!(err, DataDirError::OtherNode { found: 42, requested: 3, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_second_opener_is_refused_while_the_first_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = DataDir::open(dir.path(), Some(1), || 1).unwrap();
+        let err = DataDir::open(dir.path(), Some(1), || 1).unwrap_err();
+        assert!(matches!(err, DataDirError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+    }
+
+    #[test]
+    fn damaged_or_orphaned_directories_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(NODE_FILE), b"{not json").unwrap();
+        let err = DataDir::open(dir.path(), None, || 1).unwrap_err();
+        assert!(matches!(err, DataDirError::Corrupt { .. }), "{err}");
+
+        let orphan = tempfile::tempdir().unwrap();
+        fs::create_dir(orphan.path().join(LOG_DIR)).unwrap();
+        let err = DataDir::open(orphan.path(), None, || 1).unwrap_err();
+        assert!(err.to_string().contains("node.json is missing"), "{err}");
+    }
+}
