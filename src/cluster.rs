@@ -2,7 +2,8 @@
 //! 127.0.0.1, for trying gameraft out and for demos.
 //!
 //! Node 1 bootstraps; the others join it through `--join`. Each node's log
-//! goes to `<dir>/node-<id>.log`. Ctrl-C (or SIGTERM) stops every node with
+//! goes to `<dir>/node-<id>.log` and its data to `<dir>/node-<id>/`; started
+//! again, the nodes resume from their data (the `--join` is then ignored). Ctrl-C (or SIGTERM) stops every node with
 //! SIGTERM, and SIGKILLs any that has not exited after a grace period.
 
 use std::path::PathBuf;
@@ -30,9 +31,14 @@ pub struct ClusterConfig {
     /// Raft port of node 1; node i listens on base + i - 1.
     #[arg(long, default_value_t = 5001)]
     pub base_raft_port: u16,
-    /// Directory for the nodes' log files.
+    /// Directory for the nodes' log files (`node-<id>.log`) and data
+    /// directories (`node-<id>/`). Running the command again on it resumes
+    /// the same cluster with its events; delete it to start from scratch.
     #[arg(long, default_value = "gameraft-cluster")]
     pub dir: PathBuf,
+    /// Keep every node's state in memory: nothing survives a stop.
+    #[arg(long)]
+    pub in_memory: bool,
     #[command(flatten)]
     pub raft: RaftTimings,
 }
@@ -79,9 +85,11 @@ pub async fn run(config: ClusterConfig) -> Result<(), ClusterError> {
             .args(["--id", &id.to_string()])
             .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
             .args(["--raft-addr", &format!("127.0.0.1:{raft_port}")])
+            .args(storage_args(&config, id))
             .args(timing_args(&config.raft))
             .env_remove("WORKER_ID")
             .env_remove("MASTER_URL")
+            .env_remove("DATA_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -104,6 +112,13 @@ pub async fn run(config: ClusterConfig) -> Result<(), ClusterError> {
     };
     stop_all(&pids, &mut exits).await;
     outcome
+}
+
+fn storage_args(config: &ClusterConfig, id: u16) -> Vec<std::ffi::OsString> {
+    match config.in_memory {
+        true => vec!["--in-memory".into()],
+        false => vec!["--data-dir".into(), config.dir.join(format!("node-{id}")).into_os_string()],
+    }
 }
 
 fn timing_args(raft: &RaftTimings) -> Vec<String> {

@@ -26,6 +26,9 @@ pub struct TestNode {
 pub struct TestCluster {
     pub nodes: BTreeMap<u64, TestNode>,
     log_dir: PathBuf,
+    /// Parent of the nodes' data directories (`node-<id>`); emptied when the
+    /// cluster starts so every run begins from nothing.
+    data_dir: PathBuf,
     extra_args: Vec<String>,
 }
 
@@ -66,10 +69,7 @@ impl TestCluster {
     }
 
     pub async fn start_with(test: &str, n: u64, extra_args: &[&str]) -> Self {
-        let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cluster-logs").join(test);
-        std::fs::create_dir_all(&log_dir).expect("create log dir");
-        let mut cluster =
-            Self { nodes: BTreeMap::new(), log_dir, extra_args: extra_args.iter().map(|s| s.to_string()).collect() };
+        let mut cluster = Self::empty(test, extra_args);
         cluster.spawn(1, None, "127.0.0.1:0", "127.0.0.1:0").await;
         for id in 2..=n {
             let join = format!("http://{}", cluster.nodes[&1].http_addr);
@@ -77,6 +77,35 @@ impl TestCluster {
         }
         cluster.wait_for_voters(n as usize).await;
         cluster
+    }
+
+    /// A cluster with no node running yet: fresh log and data directories.
+    pub fn empty(test: &str, extra_args: &[&str]) -> Self {
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let log_dir = tmp.join("cluster-logs").join(test);
+        let data_dir = tmp.join("cluster-data").join(test);
+        let _ = std::fs::remove_dir_all(&log_dir);
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(&log_dir).expect("create log dir");
+        std::fs::create_dir_all(&data_dir).expect("create data dir");
+        Self { nodes: BTreeMap::new(), log_dir, data_dir, extra_args: extra_args.iter().map(|s| s.to_string()).collect() }
+    }
+
+    /// Where node `id` keeps its data (unless the cluster runs `--in-memory`).
+    pub fn data_dir_of(&self, id: u64) -> PathBuf {
+        self.data_dir.join(format!("node-{id}"))
+    }
+
+    /// Deletes node `id`'s data directory, as if its disk were replaced.
+    pub fn wipe_data(&self, id: u64) {
+        std::fs::remove_dir_all(self.data_dir_of(id)).expect("remove data dir");
+    }
+
+    /// Starts node `id` again on its old addresses and data directory. It
+    /// is given `--join` too, which a node with state must ignore.
+    pub async fn restart(&mut self, old: &TestNode) -> &TestNode {
+        let join = self.nodes.values().next().map(|n| format!("http://{}", n.http_addr));
+        self.spawn(old.id, join, &old.http_addr.clone(), &old.raft_addr.clone()).await
     }
 
     /// Starts `gameraft serve` and waits for its address line.
@@ -89,6 +118,7 @@ impl TestCluster {
             .args(["--id", &id.to_string(), "--http-addr", http_addr, "--raft-addr", raft_addr])
             .args(&self.extra_args)
             .env_remove("WORKER_ID")
+            .env_remove("DATA_DIR")
             .env_remove("MASTER_URL")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -97,6 +127,9 @@ impl TestCluster {
             .kill_on_drop(true);
         if let Some(join) = join {
             command.args(["--join", &join]);
+        }
+        if !self.extra_args.iter().any(|arg| arg == "--in-memory") {
+            command.arg("--data-dir").arg(self.data_dir_of(id));
         }
         let mut child = command.spawn().expect("spawn gameraft serve");
         let stdout = child.stdout.take().expect("piped stdout");

@@ -42,6 +42,7 @@ async fn leader_sigkill_then_new_leader_and_rejoin_with_fresh_store() {
     }
 
     eprintln!("--- restart the killed node with a fresh store on its old addresses; it rejoins and catches up");
+    cluster.wipe_data(killed.id);
     let join = format!("http://{}", cluster.node(new_leader).http_addr);
     cluster.spawn(killed.id, Some(join), &killed.http_addr, &killed.raft_addr).await;
     drop(killed);
