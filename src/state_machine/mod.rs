@@ -269,3 +269,6 @@ fn sm_error(verb: ErrorVerb, err: io::Error) -> StorageError {
 fn snapshot_error(verb: ErrorVerb, meta: Option<&SnapshotMeta>, err: io::Error) -> StorageError {
     StorageIOError::new(ErrorSubject::Snapshot(meta.map(|m| m.signature())), verb, openraft::AnyError::new(&err)).into()
 }
+
+#[cfg(test)]
+mod crash_tests;

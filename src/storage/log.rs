@@ -45,7 +45,7 @@ use crate::network::pb;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// A new segment is started once the active one passes this size.
-const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 const VOTE_FILE: &str = "vote.json";
 const PURGED_FILE: &str = "purged.json";
 const SEGMENT_EXT: &str = "seg";
@@ -70,6 +70,7 @@ struct LogFiles {
     entries: VecDeque<EntryPos>,
     /// Set by the first failed write: from then on every call fails.
     failed: Option<String>,
+    segment_bytes: u64,
 }
 
 /// The Raft log and vote on disk. Cloning shares the same files (the clone
@@ -82,6 +83,12 @@ pub struct FileLogStore {
 impl FileLogStore {
     /// Opens the log in `dir` (created if absent), cutting a torn tail.
     pub fn open(dir: &Path) -> Result<Self, DataDirError> {
+        Self::open_with_segment_bytes(dir, SEGMENT_BYTES)
+    }
+
+    /// [`FileLogStore::open`] with another segment size (tests use small
+    /// segments to exercise rotation).
+    pub fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> Result<Self, DataDirError> {
         fs::create_dir_all(dir).map_err(|e| DataDirError::write(dir, e))?;
         let vote = read_json(&dir.join(VOTE_FILE))?;
         let last_purged: Option<LogId> = read_json(&dir.join(PURGED_FILE))?;
@@ -151,7 +158,8 @@ impl FileLogStore {
             segments.insert(first, Arc::new(file));
         }
 
-        let mut files = LogFiles { dir: dir.to_path_buf(), vote, last_purged, segments, entries, failed: None };
+        let mut files =
+            LogFiles { dir: dir.to_path_buf(), vote, last_purged, segments, entries, failed: None, segment_bytes };
         files.delete_purged_segments().map_err(|e| DataDirError::write(dir, e))?;
         Ok(Self { files: Arc::new(Mutex::new(files)) })
     }
@@ -213,7 +221,7 @@ impl LogFiles {
     /// there is none, the active one is full, or `index` does not follow it.
     fn segment_for_append(&mut self, index: u64, follows_last: bool) -> io::Result<(u64, Arc<ByteFile>)> {
         if let Some((&key, file)) = self.segments.iter().next_back() {
-            if follows_last && file.len()? < SEGMENT_BYTES {
+            if follows_last && file.len()? < self.segment_bytes {
                 return Ok((key, file.clone()));
             }
         }

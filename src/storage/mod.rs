@@ -27,3 +27,6 @@ pub use memory::MemLogStore;
 
 #[cfg(test)]
 mod suite_tests;
+
+#[cfg(test)]
+mod crash_tests;
