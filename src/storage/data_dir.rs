@@ -43,7 +43,8 @@ pub enum DataDirError {
     #[error("cannot read {path}: {source}")]
     Unreadable { path: PathBuf, source: io::Error },
     #[error(
-        "data directory {path} is corrupt: {reason}; refusing to start (move it away to start this node from scratch)"
+        "{path} is corrupt: {reason}; refusing to start \
+         (move the data directory away to start this node from scratch)"
     )]
     Corrupt { path: PathBuf, reason: String },
     #[error("cannot write {path}: {source}")]
