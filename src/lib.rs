@@ -21,7 +21,8 @@
 //! - [`node`]: start-up (bind, Raft, servers, bootstrap or join) and shutdown.
 //! - [`membership`]: joining (learner, catch-up, promotion) and removal, on the leader.
 //! - [`network`]: OpenRaft's RPCs over gRPC, with typed protobuf messages.
-//! - [`storage`]: the Raft log store; [`state_machine`]: the committed events.
+//! - [`storage`]: the data directory and the Raft log store (checksummed segments, fsynced);
+//!   [`state_machine`]: the committed events on disk, snapshots as a prefix of the event file.
 //! - [`registry`]: node id to addresses, mirrored from the Raft membership.
 //! - [`failover`]: campaigns at once when the leader's process is gone.
 //! - [`ephemeral`]: the leader's in-memory state for ephemeral events.

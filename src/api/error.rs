@@ -63,13 +63,20 @@ impl ApiError {
         )
     }
 
+    /// Raft stopped (a storage failure, or shutdown) while a write was in
+    /// flight: the entry may already be in the log and be committed later,
+    /// so the client must not assume it failed.
+    pub fn stopped_during_write(detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "outcome_unknown",
+            format!("this node stopped before confirming the write ({detail}); it may or may not have been committed"),
+        )
+    }
+
     /// The node could not read its own store (a disk error or damage).
     pub fn storage(err: &std::io::Error) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", format!("cannot read this node's events: {err}"))
-    }
-
-    pub fn raft_stopped(detail: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "raft_stopped", format!("this node's Raft has stopped: {detail}"))
     }
 }
 

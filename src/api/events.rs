@@ -99,7 +99,7 @@ async fn write_critical(state: &AppState, event: CriticalEvent) -> Result<Respon
         Ok(Err(RaftError::APIError(err))) => {
             Err(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "write_failed", err.to_string()).into())
         }
-        Ok(Err(RaftError::Fatal(fatal))) => Err(ApiError::raft_stopped(fatal).into()),
+        Ok(Err(RaftError::Fatal(fatal))) => Err(ApiError::stopped_during_write(fatal).into()),
     }
 }
 
