@@ -130,8 +130,12 @@ pub async fn get_events(State(state): State<AppState>, ApiQuery(query): ApiQuery
     Json(EventsPage { events, count, from, next: from.saturating_add(count), total }).into_response()
 }
 
-/// Events per chunk of a streamed `GET /events`.
+/// Events per chunk of a streamed `GET /events` (tiny in tests, so that
+/// they cross chunk boundaries).
+#[cfg(not(test))]
 const STREAM_CHUNK_EVENTS: u64 = 1000;
+#[cfg(test)]
+const STREAM_CHUNK_EVENTS: u64 = 2;
 
 /// The design's `GET /events` body, `{"events":[...],"count":N}`, byte for
 /// byte what serializing [`EventsResponse`] would give, but written a chunk at
