@@ -88,7 +88,12 @@ impl TestCluster {
         let _ = std::fs::remove_dir_all(&data_dir);
         std::fs::create_dir_all(&log_dir).expect("create log dir");
         std::fs::create_dir_all(&data_dir).expect("create data dir");
-        Self { nodes: BTreeMap::new(), log_dir, data_dir, extra_args: extra_args.iter().map(|s| s.to_string()).collect() }
+        Self {
+            nodes: BTreeMap::new(),
+            log_dir,
+            data_dir,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     /// Where node `id` keeps its data (unless the cluster runs `--in-memory`).
@@ -110,12 +115,26 @@ impl TestCluster {
 
     /// Starts `gameraft serve` and waits for its address line.
     pub async fn spawn(&mut self, id: u64, join: Option<String>, http_addr: &str, raft_addr: &str) -> &TestNode {
+        self.spawn_opts(id, true, join, http_addr, raft_addr).await
+    }
+
+    /// [`TestCluster::spawn`], with `--id` passed only if `pass_id`: without
+    /// it the node takes its id from its data directory (checked against
+    /// `id` on the address line).
+    pub async fn spawn_opts(
+        &mut self,
+        id: u64,
+        pass_id: bool,
+        join: Option<String>,
+        http_addr: &str,
+        raft_addr: &str,
+    ) -> &TestNode {
         let log_path = self.log_dir.join(format!("node-{id}.log"));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open node log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
         command
             .arg("serve")
-            .args(["--id", &id.to_string(), "--http-addr", http_addr, "--raft-addr", raft_addr])
+            .args(["--http-addr", http_addr, "--raft-addr", raft_addr])
             .args(&self.extra_args)
             .env_remove("WORKER_ID")
             .env_remove("DATA_DIR")
@@ -125,6 +144,9 @@ impl TestCluster {
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true);
+        if pass_id {
+            command.args(["--id", &id.to_string()]);
+        }
         if let Some(join) = join {
             command.args(["--join", &join]);
         }
@@ -140,6 +162,7 @@ impl TestCluster {
             .expect("read stdout")
             .unwrap_or_else(|| panic!("node {id} exited at start; see {}", log_path.display()));
         let addrs: serde_json::Value = serde_json::from_str(&line).expect("address line is JSON");
+        assert_eq!(addrs["node_id"].as_u64(), Some(id), "node started with another id: {line}");
         let http_addr = addrs["http_addr"].as_str().expect("http_addr").to_string();
         let raft_addr = addrs["raft_addr"].as_str().expect("raft_addr").to_string();
         let client = Client::new(format!("http://{http_addr}")).expect("client");
@@ -164,6 +187,69 @@ impl TestCluster {
         let mut node = self.nodes.remove(&id).expect("node to kill is running");
         node.child.kill().await.expect("SIGKILL");
         node
+    }
+
+    /// SIGKILLs every running node: all signals are sent before any exit is
+    /// awaited, so no node outlives another by more than a few microseconds.
+    pub async fn kill_all(&mut self) -> Vec<TestNode> {
+        let mut nodes: Vec<TestNode> = std::mem::take(&mut self.nodes).into_values().collect();
+        for node in &mut nodes {
+            node.child.start_kill().expect("SIGKILL");
+        }
+        for node in &mut nodes {
+            node.child.wait().await.expect("wait for killed node");
+        }
+        nodes
+    }
+
+    /// Node `id`'s log file (its stderr, appended across restarts).
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.log_dir.join(format!("node-{id}.log"))
+    }
+
+    /// How long node `id`'s log is now: pass it to [`TestCluster::log_since`]
+    /// to read only what a later run of the node wrote.
+    pub fn log_len(&self, id: u64) -> u64 {
+        std::fs::metadata(self.log_path(id)).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Node `id`'s log from byte `offset` on.
+    pub fn log_since(&self, id: u64, offset: u64) -> String {
+        let bytes = std::fs::read(self.log_path(id)).expect("read node log");
+        String::from_utf8_lossy(&bytes[offset as usize..]).into_owned()
+    }
+
+    /// Waits until every running node holds the same events, including the
+    /// one tagged `barrier`; returns them. Use it after the last write (the
+    /// barrier) was acknowledged, when how many events committed is unknown.
+    /// Asserts on every poll that each node's list is a prefix of the longest:
+    /// nodes may lag, never disagree.
+    pub async fn converged_events_through(&self, barrier: u64, limit: Duration) -> Vec<GameEvent> {
+        wait_for(&format!("all nodes to hold the same events, through tag {barrier}"), limit, || async {
+            // Cheap first: every node reports the same count.
+            let mut counts = Vec::new();
+            for node in self.nodes.values() {
+                counts.push(node.client.status().await.ok()?.event_count);
+            }
+            if counts.windows(2).any(|w| w[0] != w[1]) {
+                return None;
+            }
+            let mut lists = Vec::new();
+            for node in self.nodes.values() {
+                lists.push((node.id, node.client.events().await.ok()?.events));
+            }
+            let (longest_id, longest) = lists.iter().max_by_key(|(_, events)| events.len())?;
+            for (id, events) in &lists {
+                assert!(
+                    longest.starts_with(events),
+                    "node {id}'s events are not a prefix of node {longest_id}'s: the nodes disagree"
+                );
+            }
+            let complete = lists.iter().all(|(_, events)| events.len() == longest.len())
+                && longest.iter().any(|e| tag_of(e) == barrier);
+            complete.then(|| longest.clone())
+        })
+        .await
     }
 
     /// Waits until every running node reports `voters` voters and all agree

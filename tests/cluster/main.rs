@@ -6,3 +6,4 @@ mod t10_formation;
 mod t20_replication;
 mod t30_bad_input;
 mod t50_failover;
+mod t60_durability;

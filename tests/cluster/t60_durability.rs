@@ -1,0 +1,774 @@
+//! Durability: nodes killed with SIGKILL (one follower, the leader, or all
+//! three at once) come back from their data directories with every
+//! acknowledged event, once, in the cluster's one order; a node down while
+//! its peers purge their logs catches up by snapshot; a restarted node
+//! resumes whatever its flags say; and a data directory that cannot be used
+//! is refused with a message that says why, and left as it was.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use gameraft::client::Client;
+use gameraft::event::GameEvent;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::harness::{event, tag_of, wait_for, TestCluster};
+
+const ROUNDS: u64 = 5;
+/// Concurrent client tasks of the crash tests' load.
+const WRITERS: u64 = 4;
+/// Tags of one round: writers take `round * ROUND_TAGS + writer * WRITER_TAGS + n`,
+/// barriers `round * ROUND_TAGS + BARRIER_TAGS + n`.
+const ROUND_TAGS: u64 = 100_000_000;
+const WRITER_TAGS: u64 = 1_000_000;
+const BARRIER_TAGS: u64 = 90_000_000;
+
+/// A write that got no 200: it may have committed (at most once) or not.
+#[derive(Debug)]
+struct Unacked {
+    tag: u64,
+    node: u64,
+    error: String,
+    took: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Written {
+    /// (tag, log_index) of every write answered 200.
+    acked: Vec<(u64, u64)>,
+    unacked: Vec<Unacked>,
+    /// The longest an acknowledged write took.
+    slowest_ack: Duration,
+}
+
+/// Client tasks posting distinct tagged events, each through a node picked
+/// at random among the live ones, until stopped. A write is never retried:
+/// a tag present twice would be the cluster's doing.
+struct Load {
+    live: Arc<RwLock<BTreeMap<u64, Client>>>,
+    stop: Arc<AtomicBool>,
+    acked: watch::Receiver<u64>,
+    writers: Vec<JoinHandle<Written>>,
+}
+
+impl Load {
+    fn start(cluster: &TestCluster, writers: u64, first_tag: u64) -> Self {
+        let live: BTreeMap<u64, Client> = cluster.nodes.iter().map(|(id, node)| (*id, node.client.clone())).collect();
+        let live = Arc::new(RwLock::new(live));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (acked_tx, acked) = watch::channel(0u64);
+        let acked_tx = Arc::new(acked_tx);
+        let writers = (0..writers)
+            .map(|writer| {
+                let (live, stop, acked_tx) = (live.clone(), stop.clone(), acked_tx.clone());
+                tokio::spawn(async move {
+                    let mut written = Written::default();
+                    let mut tag = first_tag + writer * WRITER_TAGS;
+                    while !stop.load(Ordering::Relaxed) {
+                        let target = {
+                            let live = live.read().expect("live nodes lock");
+                            let ids: Vec<u64> = live.keys().copied().collect();
+                            ids.choose(&mut rand::thread_rng()).map(|id| (*id, live[id].clone()))
+                        };
+                        let Some((node, client)) = target else {
+                            // Every node is down: wait for one to be back.
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            continue;
+                        };
+                        tag += 1;
+                        let sent = Instant::now();
+                        let outcome = client.post_event(&event(tag)).await;
+                        let took = sent.elapsed();
+                        match outcome {
+                            Ok(resp) if resp.status == 200 => {
+                                let log_index = resp.body["log_index"].as_u64().expect("a 200 carries its log_index");
+                                written.acked.push((tag, log_index));
+                                written.slowest_ack = written.slowest_ack.max(took);
+                                acked_tx.send_modify(|n| *n += 1);
+                            }
+                            other => {
+                                written.unacked.push(Unacked { tag, node, error: format!("{other:?}"), took });
+                                // Back off: the node may be dead or leaderless.
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                    written
+                })
+            })
+            .collect();
+        Self { live, stop, acked, writers }
+    }
+
+    fn acked(&self) -> u64 {
+        *self.acked.borrow()
+    }
+
+    /// Waits until `count` writes of this load were acknowledged.
+    async fn wait_acked(&mut self, count: u64, what: &str) {
+        let limit = Duration::from_secs(30);
+        tokio::time::timeout(limit, self.acked.wait_for(|acked| *acked >= count))
+            .await
+            .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {count} acknowledged writes ({what})"))
+            .expect("writers alive");
+    }
+
+    /// Stops sending to node `id` (before it is killed).
+    fn remove(&self, id: u64) {
+        self.live.write().expect("live nodes lock").remove(&id);
+    }
+
+    fn add(&self, id: u64, client: Client) {
+        self.live.write().expect("live nodes lock").insert(id, client);
+    }
+
+    async fn stop(self) -> Written {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Written::default();
+        for writer in self.writers {
+            let written = writer.await.expect("writer task");
+            all.acked.extend(written.acked);
+            all.unacked.extend(written.unacked);
+            all.slowest_ack = all.slowest_ack.max(written.slowest_ack);
+        }
+        all
+    }
+}
+
+/// Everything written so far in a test: what was acknowledged (tag -> its
+/// log index), and what may or may not have committed.
+#[derive(Debug, Default)]
+struct Ledger {
+    acked: HashMap<u64, u64>,
+    unacked: HashSet<u64>,
+}
+
+impl Ledger {
+    fn record(&mut self, written: &Written) {
+        for (tag, log_index) in &written.acked {
+            assert!(self.acked.insert(*tag, *log_index).is_none(), "tag {tag} acknowledged twice");
+        }
+        self.unacked.extend(written.unacked.iter().map(|u| u.tag));
+    }
+
+    /// Writes one event through the leader until one is acknowledged; returns
+    /// its tag. Every event of the cluster that was committed before it is
+    /// before it in the log, so once all nodes hold it they hold those too.
+    async fn write_barrier(&mut self, cluster: &TestCluster, first_tag: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for tag in first_tag.. {
+            let leader = cluster.leader().await;
+            match cluster.client(leader).post_event(&event(tag)).await {
+                Ok(resp) if resp.status == 200 => {
+                    self.acked.insert(tag, resp.body["log_index"].as_u64().expect("log_index"));
+                    return tag;
+                }
+                other => {
+                    self.unacked.insert(tag);
+                    assert!(Instant::now() < deadline, "no barrier write acknowledged in 30 s; last: {other:?}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        unreachable!()
+    }
+
+    /// Checks one node-agreed list of events: nothing acknowledged is missing,
+    /// nothing is there twice or was never written, acknowledged events are
+    /// in log-index order, and `before` (what the nodes held earlier) is
+    /// still the start of it.
+    fn check(&self, events: &[GameEvent], before: &[GameEvent]) {
+        let tags: Vec<u64> = events.iter().map(tag_of).collect();
+        let mut positions = HashMap::with_capacity(tags.len());
+        for (pos, tag) in tags.iter().enumerate() {
+            if let Some(first) = positions.insert(*tag, pos) {
+                panic!("event {tag} is in the log twice, at positions {first} and {pos}");
+            }
+        }
+        assert!(
+            events.starts_with(before),
+            "events held before this round were lost or reordered: {} events before, now {} and they differ at {:?}",
+            before.len(),
+            events.len(),
+            before.iter().zip(events).position(|(a, b)| a != b)
+        );
+        let mut missing: Vec<u64> = self.acked.keys().filter(|tag| !positions.contains_key(tag)).copied().collect();
+        missing.sort_unstable();
+        assert!(missing.is_empty(), "{} acknowledged events are lost: {missing:?}", missing.len());
+        let phantom: Vec<u64> =
+            tags.iter().filter(|tag| !self.acked.contains_key(tag) && !self.unacked.contains(tag)).copied().collect();
+        assert!(phantom.is_empty(), "events nobody wrote are in the log: {phantom:?}");
+
+        let mut by_index: Vec<(u64, u64)> = self.acked.iter().map(|(tag, index)| (*index, *tag)).collect();
+        by_index.sort_unstable();
+        for pair in by_index.windows(2) {
+            let ((index_a, tag_a), (index_b, tag_b)) = (pair[0], pair[1]);
+            assert_ne!(index_a, index_b, "events {tag_a} and {tag_b} were both acknowledged at log index {index_a}");
+            assert!(
+                positions[&tag_a] < positions[&tag_b],
+                "event {tag_a} (log index {index_a}) comes after event {tag_b} (log index {index_b})"
+            );
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Victims {
+    AFollower,
+    TheLeader,
+    AllThree,
+}
+
+/// `ROUNDS` rounds on one 3-node cluster: start a load, SIGKILL the victims
+/// after a random number of acknowledged writes, (for one victim) let the
+/// survivors acknowledge more, restart the victims on their data
+/// directories, let the load run on, stop it, and check every node.
+async fn crash_and_restart_under_load(test: &str, victims: Victims) {
+    let mut cluster = TestCluster::start(test, 3).await;
+    let mut ledger = Ledger::default();
+    let mut before: Vec<GameEvent> = Vec::new();
+    for round in 0..ROUNDS {
+        let started = Instant::now();
+        let (kill_after, while_down, after_restart) = {
+            let mut rng = rand::thread_rng();
+            (rng.gen_range(1..=200), rng.gen_range(20..=150), rng.gen_range(20..=150))
+        };
+        let mut load = Load::start(&cluster, WRITERS, round * ROUND_TAGS);
+        load.wait_acked(kill_after, "before the kill").await;
+
+        let leader = match victims {
+            Victims::AllThree => None,
+            _ => Some(cluster.leader().await),
+        };
+        let doomed: Vec<u64> = match victims {
+            Victims::AFollower => {
+                let followers: Vec<u64> = cluster.ids().into_iter().filter(|id| Some(*id) != leader).collect();
+                vec![*followers.choose(&mut rand::thread_rng()).expect("two followers")]
+            }
+            Victims::TheLeader => vec![leader.expect("a leader")],
+            Victims::AllThree => cluster.ids(),
+        };
+        for id in &doomed {
+            load.remove(*id);
+        }
+        let killed = match victims {
+            Victims::AllThree => cluster.kill_all().await,
+            _ => vec![cluster.kill(doomed[0]).await],
+        };
+        let acked_at_kill = load.acked();
+        let killed_at = Instant::now();
+        if victims != Victims::AllThree {
+            // The two survivors are a majority: writes go on.
+            load.wait_acked(acked_at_kill + while_down, "with a node down").await;
+        }
+        let acked_while_down = load.acked() - acked_at_kill;
+        let down_time = killed_at.elapsed();
+
+        let mut log_offsets = Vec::new();
+        for node in &killed {
+            log_offsets.push((node.id, cluster.log_len(node.id)));
+            cluster.restart(node).await;
+            load.add(node.id, cluster.client(node.id).clone());
+        }
+        let restarted_at = Instant::now();
+        load.wait_acked(load.acked() + after_restart, "after the restart").await;
+        let restart_time = restarted_at.elapsed();
+        let stopping_at = Instant::now();
+        let written = load.stop().await;
+        let stop_time = stopping_at.elapsed();
+        ledger.record(&written);
+
+        let barrier = ledger.write_barrier(&cluster, round * ROUND_TAGS + BARRIER_TAGS).await;
+        let events = cluster.converged_events_through(barrier, Duration::from_secs(30)).await;
+        let check_time = stopping_at.elapsed() - stop_time;
+        ledger.check(&events, &before);
+        let this_round: HashSet<u64> = written.unacked.iter().map(|u| u.tag).collect();
+        let unacked_committed = events.iter().filter(|e| this_round.contains(&tag_of(e))).count();
+
+        for (id, offset) in log_offsets {
+            let log = cluster.log_since(id, offset);
+            assert!(
+                log.contains("resuming with existing raft state"),
+                "node {id} did not resume from its data:\n{log}"
+            );
+            assert!(!log.contains("panicked"), "node {id} panicked after its restart:\n{log}");
+        }
+        if victims == Victims::AFollower {
+            // Only writes sent to the dying follower may fail: the leader
+            // and the other follower never stopped.
+            let elsewhere: Vec<&Unacked> = written.unacked.iter().filter(|u| u.node != doomed[0]).collect();
+            assert!(
+                elsewhere.is_empty(),
+                "writes through live nodes failed while follower {} was down: {elsewhere:?}",
+                doomed[0]
+            );
+        }
+        eprintln!(
+            "{test} round {round}: killed {doomed:?} (leader {leader:?}) after {kill_after} acks; \
+             {acked_while_down} acked while down; {} acked, {} unacknowledged of which {unacked_committed} committed; \
+             {} events on every node; {:.1?} (down {down_time:.1?}, after restart {restart_time:.1?}, \
+             stopping load {stop_time:.1?}, barrier and convergence {check_time:.1?}; slowest ack {:.1?})",
+            written.acked.len(),
+            written.unacked.len(),
+            events.len(),
+            started.elapsed(),
+            written.slowest_ack,
+        );
+        for unacked in &written.unacked {
+            eprintln!(
+                "  unacknowledged: tag {} via node {} after {:.1?}: {:.200}",
+                unacked.tag, unacked.node, unacked.took, unacked.error
+            );
+        }
+        before = events;
+    }
+    assert_no_panics(&cluster);
+}
+
+fn assert_no_panics(cluster: &TestCluster) {
+    for id in cluster.ids() {
+        let log = cluster.log_since(id, 0);
+        assert!(!log.contains("panicked"), "node {id} panicked; see {}", cluster.log_path(id).display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn follower_sigkilled_mid_load_restarts_and_catches_up_5_times() {
+    crash_and_restart_under_load("durable-follower-kill", Victims::AFollower).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_sigkilled_mid_load_restarts_and_catches_up_5_times() {
+    crash_and_restart_under_load("durable-leader-kill", Victims::TheLeader).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_three_sigkilled_at_once_mid_load_lose_no_acknowledged_event_5_times() {
+    crash_and_restart_under_load("durable-all-kill", Victims::AllThree).await;
+}
+
+/// The last purged log index in node `id`'s data directory (0 if none).
+fn purged_index(cluster: &TestCluster, id: u64) -> u64 {
+    let path = cluster.data_dir_of(id).join("raft-log").join("purged.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let purged: serde_json::Value = serde_json::from_slice(&bytes).expect("purged.json is JSON");
+            purged["index"].as_u64().unwrap_or_else(|| panic!("no index in {purged}"))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(err) => panic!("cannot read {}: {err}", path.display()),
+    }
+}
+
+/// Posts `count` events tagged `first_tag..`, from `writers` concurrent
+/// tasks each picking a random node of `clients` per write; every write
+/// must be acknowledged. Returns (tag, log_index) of each.
+async fn write_all(clients: Vec<Client>, first_tag: u64, count: u64, writers: u64) -> Vec<(u64, u64)> {
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (clients, next) = (clients.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= count {
+                        return acked;
+                    }
+                    let tag = first_tag + n;
+                    let client = clients.choose(&mut rand::thread_rng()).expect("a node to write to").clone();
+                    let resp = client.post_event(&event(tag)).await.expect("write");
+                    assert_eq!(resp.status, 200, "no fault injected, yet event {tag} failed: {}", resp.body);
+                    acked.push((tag, resp.body["log_index"].as_u64().expect("log_index")));
+                }
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for task in tasks {
+        acked.extend(task.await.expect("writer task"));
+    }
+    acked
+}
+
+/// One run takes about 30 s on 2 cores (debug build), so the suite runs it
+/// once; `snapshot_catch_up_5_times` repeats it.
+#[tokio::test(flavor = "multi_thread")]
+async fn node_down_during_20000_writes_catches_up_by_snapshot() {
+    snapshot_catch_up("durable-snapshot-catch-up").await;
+}
+
+/// Run with `cargo nextest run --test cluster --run-ignored only snapshot_catch_up_5_times`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "about 3 minutes: the suite runs one repetition"]
+async fn snapshot_catch_up_5_times() {
+    for run in 0..5 {
+        snapshot_catch_up(&format!("durable-snapshot-catch-up-{run}")).await;
+    }
+}
+
+/// A 3-node cluster that snapshots every 500 entries and keeps 100: after a
+/// random number of writes a follower is SIGKILLed, 20,000 more are written,
+/// and the follower, restarted on its data directory, must catch up by
+/// installing a snapshot.
+async fn snapshot_catch_up(test: &str) {
+    const WRITES: u64 = 20_000;
+    const WRITERS: u64 = 32;
+    let started = Instant::now();
+    let mut cluster =
+        TestCluster::start_with(test, 3, &["--snapshot-after-logs", "500", "--logs-kept-after-snapshot", "100"]).await;
+    let before: u64 = rand::thread_rng().gen_range(1..=600);
+    let all: Vec<Client> = cluster.ids().into_iter().map(|id| cluster.client(id).clone()).collect();
+    let mut ledger = Ledger::default();
+    let early = write_all(all, 0, before, 8).await;
+    let victim_last_index = early.iter().map(|(_, index)| *index).max().expect("early writes");
+    ledger.record(&Written { acked: early, ..Written::default() });
+    cluster.converged_events(before as usize).await;
+
+    let leader = cluster.leader().await;
+    let followers: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != leader).collect();
+    let victim = *followers.choose(&mut rand::thread_rng()).expect("a follower");
+    let down = cluster.kill(victim).await;
+    let write_started = Instant::now();
+    let live: Vec<Client> = cluster.ids().into_iter().map(|id| cluster.client(id).clone()).collect();
+    let bulk = write_all(live, 1_000_000, WRITES, WRITERS).await;
+    let write_time = write_started.elapsed();
+    let last_tag = bulk.iter().max_by_key(|(_, index)| *index).expect("bulk writes").0;
+    ledger.record(&Written { acked: bulk, ..Written::default() });
+
+    // The survivors no longer hold the log entries the victim is missing:
+    // only a snapshot can bring it up to date.
+    for id in cluster.ids() {
+        let purged = purged_index(&cluster, id);
+        assert!(
+            purged > victim_last_index + WRITES / 2,
+            "node {id} purged its log only up to {purged}; the victim's log ends at {victim_last_index}"
+        );
+    }
+
+    let offset = cluster.log_len(victim);
+    let restarted_at = Instant::now();
+    cluster.restart(&down).await;
+    let events = cluster.converged_events_through(last_tag, Duration::from_secs(60)).await;
+    let catch_up = restarted_at.elapsed();
+    assert_eq!(events.len() as u64, before + WRITES);
+    ledger.check(&events, &[]);
+    let log = cluster.log_since(victim, offset);
+    assert!(log.contains("resuming with existing raft state"), "node {victim} did not resume from its data:\n{log}");
+    assert!(log.contains("installed snapshot"), "node {victim} caught up without installing a snapshot:\n{log}");
+    let leader_log = cluster.log_since(leader, 0);
+    assert!(leader_log.contains("built snapshot"), "leader {leader} never built a snapshot");
+
+    // The caught-up node takes writes and stays in step.
+    let resp = cluster.client(victim).post_event(&event(9_999_999)).await.expect("write through the caught-up node");
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let events = cluster.converged_events_through(9_999_999, Duration::from_secs(30)).await;
+    assert_eq!(events.len() as u64, before + WRITES + 1);
+    assert_no_panics(&cluster);
+    eprintln!(
+        "{test}: {before} writes, then {WRITES} by {WRITERS} clients in {write_time:.1?} with node {victim} down; it caught up \
+         {catch_up:.1?} after restart; whole test {:.1?}",
+        started.elapsed()
+    );
+}
+
+/// (id, raft_addr, http_addr, role) of every member, as node `id` sees them.
+async fn membership(cluster: &TestCluster, id: u64) -> Vec<(u64, String, String, String)> {
+    let nodes = cluster.client(id).nodes().await.expect("GET /nodes");
+    let mut members: Vec<_> = nodes.nodes.into_iter().map(|n| (n.id, n.raft_addr, n.http_addr, n.role)).collect();
+    members.sort();
+    members
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_nodes_resume_with_id_events_and_membership_whatever_their_join_flag() {
+    let mut cluster = TestCluster::start("durable-resume", 3).await;
+    for tag in 0..30u64 {
+        let resp = cluster.client(tag % 3 + 1).post_event(&event(tag)).await.unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.body);
+    }
+    let events_before = cluster.converged_events(30).await;
+    let members_before = membership(&cluster, 1).await;
+    assert_eq!(members_before.len(), 3);
+
+    let offsets: Vec<u64> = (1..=3).map(|id| cluster.log_len(id)).collect();
+    let killed = cluster.kill_all().await;
+    let addrs: HashMap<u64, (String, String)> =
+        killed.iter().map(|n| (n.id, (n.http_addr.clone(), n.raft_addr.clone()))).collect();
+    // Node 1 bootstrapped the cluster: again with no --join it would
+    // bootstrap again if it had forgotten. Node 2 gets a --join to node 1,
+    // node 3 one to an address nobody listens on: a node that tried to join
+    // would hang there. None gets --id: each must read it from its data.
+    let joins = [(1, None), (2, Some(format!("http://{}", addrs[&1].0))), (3, Some("http://127.0.0.1:9".to_string()))];
+    for (id, join) in joins {
+        let (http, raft) = &addrs[&id];
+        cluster.spawn_opts(id, false, join, http, raft).await;
+    }
+    cluster.wait_for_voters(3).await;
+    for id in 1..=3u64 {
+        let status = cluster.client(id).status().await.unwrap();
+        assert_eq!(status.node_id, id);
+        assert_eq!(membership(&cluster, id).await, members_before, "node {id}'s membership changed");
+    }
+    assert_eq!(cluster.converged_events(30).await, events_before);
+
+    for tag in 30..40u64 {
+        let resp = cluster.client(tag % 3 + 1).post_event(&event(tag)).await.unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.body);
+    }
+    let events = cluster.converged_events(40).await;
+    assert_eq!(events.iter().map(tag_of).collect::<Vec<_>>(), (0..40).collect::<Vec<_>>());
+    for id in 1..=3u64 {
+        let log = cluster.log_since(id, offsets[id as usize - 1]);
+        assert!(log.contains("resuming with existing raft state"), "node {id} did not resume:\n{log}");
+        for phrase in ["bootstrapping", "join", "fresh store"] {
+            assert!(!log.contains(phrase), "node {id} logged {phrase:?} after its restart:\n{log}");
+        }
+    }
+    assert_eq!(membership(&cluster, 2).await, members_before);
+}
+
+// ---- data directories that must be refused ----
+
+/// An empty directory for one refusal case.
+fn case_dir(case: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cluster-data").join(format!("refused-{case}"));
+    if dir.exists() {
+        // A run that died before its guard could clear the immutable flag.
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&dir).status();
+        std::fs::remove_dir_all(&dir).expect("remove old case dir");
+    }
+    dir
+}
+
+fn serve(id: u64, dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
+    command
+        .arg("serve")
+        .args(["--id", &id.to_string(), "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("WORKER_ID")
+        .env_remove("DATA_DIR")
+        .env_remove("MASTER_URL")
+        .env_remove("GAMERAFT_IN_MEMORY")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Node `id` alone on `dir` (it bootstraps, or resumes), once it leads.
+async fn start_alone(id: u64, dir: &Path) -> (Child, Client) {
+    let mut child = serve(id, dir).spawn().expect("spawn gameraft serve");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let line = tokio::time::timeout(Duration::from_secs(20), BufReader::new(stdout).lines().next_line())
+        .await
+        .expect("node starts within 20 s")
+        .expect("read stdout");
+    let Some(line) = line else {
+        let output = child.wait_with_output().await.expect("wait for the node");
+        panic!("node {id} exited at start: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    let addrs: serde_json::Value = serde_json::from_str(&line).expect("address line is JSON");
+    let client = Client::new(format!("http://{}", addrs["http_addr"].as_str().expect("http_addr"))).expect("client");
+    wait_for("the lone node to lead", Duration::from_secs(20), || async {
+        client.status().await.ok().filter(|s| s.is_leader).map(|_| ())
+    })
+    .await;
+    (child, client)
+}
+
+/// A data directory a node has used: node `id` bootstrapped on it, committed
+/// `events` events, and was SIGKILLed.
+async fn used_dir(case: &str, id: u64, events: u64) -> PathBuf {
+    let dir = case_dir(case);
+    let (mut child, client) = start_alone(id, &dir).await;
+    for tag in 0..events {
+        assert_eq!(client.post_event(&event(tag)).await.expect("write").status, 200);
+    }
+    child.kill().await.expect("SIGKILL");
+    dir
+}
+
+/// Starts node `id` on `dir`, which must be refused: the process exits
+/// non-zero within 10 s without having listened. Returns its stderr.
+async fn refused(id: u64, dir: &Path) -> String {
+    let started = Instant::now();
+    let output = tokio::time::timeout(Duration::from_secs(10), serve(id, dir).output())
+        .await
+        .unwrap_or_else(|_| panic!("node {id} on {} neither started nor exited within 10 s", dir.display()))
+        .expect("run gameraft serve");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "node {id} on {} started:\n{stderr}", dir.display());
+    assert!(output.stdout.is_empty(), "node {id} printed its address line before exiting:\n{stderr}");
+    eprintln!("refused in {:.0?} ({}): {}", started.elapsed(), output.status, stderr.trim());
+    stderr
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_dir_of_another_node_is_refused() {
+    let dir = used_dir("other-node", 1, 3).await;
+    let node_file = read(&dir.join("node.json"));
+    let stderr = refused(2, &dir).await;
+    assert!(stderr.contains("belongs to node 1, not node 2"), "{stderr}");
+    assert_eq!(read(&dir.join("node.json")), node_file, "node.json was rewritten");
+    // Untouched: its own node resumes on it with its events.
+    let (_node, client) = start_alone(1, &dir).await;
+    assert_eq!(client.events().await.unwrap().count, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_dir_in_use_by_a_running_node_is_refused() {
+    let dir = case_dir("in-use");
+    let (mut holder, client) = start_alone(1, &dir).await;
+    assert_eq!(client.post_event(&event(1)).await.unwrap().status, 200);
+    let node_file = read(&dir.join("node.json"));
+    let stderr = refused(1, &dir).await;
+    let pid = holder.id().unwrap();
+    assert!(stderr.contains("in use by another gameraft process"), "{stderr}");
+    assert!(stderr.contains(&format!("pid {pid}")), "the message names the holder, pid {pid}: {stderr}");
+    assert_eq!(read(&dir.join("node.json")), node_file);
+    // The holder was not disturbed.
+    assert_eq!(client.events().await.unwrap().count, 1);
+    assert_eq!(client.post_event(&event(2)).await.unwrap().status, 200);
+    holder.kill().await.unwrap();
+    // Once the holder is gone (SIGKILL releases its lock), the directory is free.
+    let (_node, client) = start_alone(1, &dir).await;
+    assert_eq!(client.events().await.unwrap().count, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_node_file_is_refused() {
+    let dir = used_dir("corrupt-node-file", 1, 3).await;
+    let garbage = b"\x00\x17garbage, not JSON {".to_vec();
+    std::fs::write(dir.join("node.json"), &garbage).unwrap();
+    let stderr = refused(1, &dir).await;
+    assert!(stderr.contains("is corrupt") && stderr.contains("node.json is not valid"), "{stderr}");
+    assert_eq!(read(&dir.join("node.json")), garbage, "the corrupt node.json was replaced");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_state_pointer_is_refused() {
+    let dir = used_dir("corrupt-current", 1, 3).await;
+    let node_file = read(&dir.join("node.json"));
+    let current = dir.join("state").join("CURRENT");
+    assert!(read(&current).starts_with(b"gen-"), "state/CURRENT is where the layout says");
+    std::fs::write(&current, b"junk\n").unwrap();
+    let stderr = refused(1, &dir).await;
+    assert!(stderr.contains("CURRENT is corrupt") && stderr.contains("names no generation"), "{stderr}");
+    assert_eq!(read(&current), b"junk\n", "state/CURRENT was rewritten");
+    assert_eq!(read(&dir.join("node.json")), node_file);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_log_segment_before_the_last_is_refused() {
+    let dir = used_dir("damaged-segment", 1, 20).await;
+    let node_file = read(&dir.join("node.json"));
+    let log_dir = dir.join("raft-log");
+    let segments: Vec<PathBuf> = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|ext| ext == "seg"))
+        .collect();
+    assert_eq!(segments.len(), 1, "one segment: {segments:?}");
+    // Damage a byte in the middle of the only segment, then give it a
+    // (valid, empty) successor: damage before the last segment cannot be a
+    // torn write, so it must be refused, not cut off.
+    let segment = &segments[0];
+    let mut bytes = read(segment);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(segment, &bytes).unwrap();
+    std::fs::write(log_dir.join(format!("{:020}.seg", 1_000_000)), b"").unwrap();
+    let stderr = refused(1, &dir).await;
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    assert!(stderr.contains("is corrupt") && stderr.contains(name), "{stderr}");
+    assert_eq!(read(segment), bytes, "the damaged segment was changed");
+    assert_eq!(read(&dir.join("node.json")), node_file);
+}
+
+/// Makes a directory immutable (`chattr +i`) until dropped.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(dir: &Path) -> Self {
+        let status = std::process::Command::new("chattr").arg("+i").arg(dir).status().expect("run chattr");
+        assert!(status.success(), "chattr +i {} failed", dir.display());
+        Self(dir.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let status = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("chattr -i {} failed: {status:?}; remove the flag by hand", self.0.display());
+        }
+    }
+}
+
+/// Restores a directory's mode when dropped.
+struct ModeGuard(PathBuf, u32);
+
+impl Drop for ModeGuard {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(self.1));
+    }
+}
+
+fn running_as_root() -> bool {
+    let out = std::process::Command::new("id").arg("-u").output().expect("run id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unwritable_data_dir_is_refused() {
+    let dir = used_dir("unwritable", 1, 3).await;
+    let node_file = read(&dir.join("node.json"));
+    {
+        // Root ignores permission bits: make the directory immutable instead.
+        let _immutable = running_as_root().then(|| Immutable::set(&dir));
+        let _mode = (!running_as_root()).then(|| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+            ModeGuard(dir.clone(), 0o755)
+        });
+        let stderr = refused(1, &dir).await;
+        assert!(stderr.contains("is not writable"), "{stderr}");
+    }
+    assert_eq!(read(&dir.join("node.json")), node_file);
+    let (_node, client) = start_alone(1, &dir).await;
+    assert_eq!(client.events().await.unwrap().count, 3, "writable again, the node resumes with its events");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_node_file_is_refused() {
+    let dir = used_dir("unreadable", 1, 3).await;
+    let node_file = dir.join("node.json");
+    std::fs::remove_file(&node_file).unwrap();
+    std::fs::create_dir(&node_file).unwrap();
+    let stderr = refused(1, &dir).await;
+    assert!(stderr.contains("cannot read") && stderr.contains("node.json"), "{stderr}");
+    assert!(node_file.is_dir(), "node.json was replaced");
+    assert_eq!(std::fs::read_dir(&node_file).unwrap().count(), 0, "something was written into node.json/");
+}
