@@ -7,12 +7,18 @@
 //! answers for a process that no longer exists) there is nothing to wait
 //! for, so a voter that sees this starts an election at once.
 //!
-//! A voter that has not noticed yet still honours its lease on the dead
-//! leader and refuses that first election; it notices within one probe
-//! interval and campaigns itself, which drops its lease. So while this node
-//! is a candidate after a leader death it asks again each interval (a few
-//! times, then the normal timers take over): a later, higher-term request
-//! finds the other voters free to grant it.
+//! After a death, while no leader is known, a node asks again each interval
+//! (after a random pause, so that two nodes do not keep tying):
+//! - A *candidate* re-campaigns only twice. Its first request may have met a
+//!   voter still honouring its lease on the dead leader, which notices within
+//!   one interval; a candidate still refused after that is most likely
+//!   behind in the log (the others refuse it on that ground for good), and
+//!   each of its higher-term requests would only knock the node that can win
+//!   back to follower.
+//! - A *follower without a leader* was knocked back by a higher term (a
+//!   candidate that did not win): it campaigns again, up to
+//!   `MAX_ELECTIONS_PER_DEATH` times, each time above the term it saw, which
+//!   the lagging candidate grants once it has stopped raising its own.
 //!
 //! Only a refused connection counts. A timeout (partition, paused process,
 //! slow network) proves nothing and leaves the normal Raft timers in charge,
@@ -27,7 +33,10 @@ use crate::registry::NodeRegistry;
 use crate::types::{NodeId, Raft};
 
 /// Elections one leader death may start before the normal timers take over.
-const MAX_ELECTIONS_PER_DEATH: u32 = 8;
+const MAX_ELECTIONS_PER_DEATH: u32 = 10;
+
+/// Elections a node that stays a candidate may start for one leader death.
+const MAX_ELECTIONS_AS_CANDIDATE: u32 = 3;
 
 /// Probes the known leader every `interval` while this node is a voting
 /// follower, until Raft shuts down.
@@ -35,6 +44,8 @@ pub async fn watch_leader(raft: Raft, registry: NodeRegistry, own_id: NodeId, in
     // Elections started since the last leader death was seen; `None` while
     // no death is being handled.
     let mut elections: Option<u32> = None;
+    // The last leader this node followed, to check on when none is known.
+    let mut last_leader: Option<NodeId> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -50,10 +61,8 @@ pub async fn watch_leader(raft: Raft, registry: NodeRegistry, own_id: NodeId, in
         }
         let elect = match (state, leader) {
             (ServerState::Follower, Some(leader)) if voter && leader != own_id => {
-                let dead = match registry.get(leader) {
-                    Some(addr) => refuses_connections(&addr.raft_addr, interval).await,
-                    None => false,
-                };
+                last_leader = Some(leader);
+                let dead = leader_is_dead(&registry, leader, interval).await;
                 if dead {
                     tracing::warn!(
                         leader,
@@ -67,8 +76,22 @@ pub async fn watch_leader(raft: Raft, registry: NodeRegistry, own_id: NodeId, in
                 dead
             }
             (ServerState::Candidate, _) => match elections {
-                Some(n) if voter && n < MAX_ELECTIONS_PER_DEATH => {
+                Some(n) if voter && n < MAX_ELECTIONS_AS_CANDIDATE => {
                     tracing::info!(term, "still no leader after the leader died: campaigning again");
+                    true
+                }
+                _ => false,
+            },
+            (ServerState::Follower, None) if voter => match (elections, last_leader) {
+                (Some(n), _) if n < MAX_ELECTIONS_PER_DEATH => {
+                    tracing::info!(term, "a candidate outbid this node but no leader emerged: campaigning again");
+                    true
+                }
+                // Another node's campaign reached us before our own probe
+                // saw the death: if the old leader is gone, take part.
+                (None, Some(last)) if last != own_id && leader_is_dead(&registry, last, interval).await => {
+                    tracing::warn!(leader = last, term, "no leader, and the last one is gone: starting an election");
+                    elections = Some(0);
                     true
                 }
                 _ => false,
@@ -79,12 +102,28 @@ pub async fn watch_leader(raft: Raft, registry: NodeRegistry, own_id: NodeId, in
             }
         };
         if elect {
+            if elections.is_some_and(|n| n > 0) {
+                tokio::time::sleep(jitter(interval)).await;
+            }
             elections = elections.map(|n| n + 1);
             if raft.trigger().elect().await.is_err() {
                 return; // Raft stopped.
             }
         }
     }
+}
+
+async fn leader_is_dead(registry: &NodeRegistry, leader: NodeId, interval: Duration) -> bool {
+    match registry.get(leader) {
+        Some(addr) => refuses_connections(&addr.raft_addr, interval).await,
+        None => false,
+    }
+}
+
+/// A random pause of up to half an interval.
+fn jitter(interval: Duration) -> Duration {
+    use rand::Rng;
+    interval.mul_f64(rand::thread_rng().gen_range(0.0..0.5))
 }
 
 async fn refuses_connections(addr: &str, within: Duration) -> bool {
