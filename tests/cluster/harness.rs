@@ -30,6 +30,8 @@ pub struct TestCluster {
     /// cluster starts so every run begins from nothing.
     data_dir: PathBuf,
     extra_args: Vec<String>,
+    /// Environment variables every node is started with.
+    extra_env: Vec<(String, String)>,
 }
 
 /// Polls `check` until it returns `Some`, or panics naming `what` at `limit`.
@@ -93,7 +95,14 @@ impl TestCluster {
             log_dir,
             data_dir,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: Vec::new(),
         }
+    }
+
+    /// Starts every node with `key=value` in its environment.
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.extra_env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// Where node `id` keeps its data (unless the cluster runs `--in-memory`).
@@ -140,6 +149,7 @@ impl TestCluster {
             .env_remove("DATA_DIR")
             .env_remove("MASTER_URL")
             .env("RUST_LOG", "info")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -187,6 +197,17 @@ impl TestCluster {
         let mut node = self.nodes.remove(&id).expect("node to kill is running");
         node.child.kill().await.expect("SIGKILL");
         node
+    }
+
+    /// Waits for node `id` to exit by itself (within `limit`); returns it
+    /// and how it exited.
+    pub async fn wait_exit(&mut self, id: u64, limit: Duration) -> (TestNode, std::process::ExitStatus) {
+        let mut node = self.nodes.remove(&id).expect("node is running");
+        let status = tokio::time::timeout(limit, node.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("node {id} still runs after {limit:?}"))
+            .expect("wait for node");
+        (node, status)
     }
 
     /// SIGKILLs every running node: all signals are sent before any exit is

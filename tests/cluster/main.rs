@@ -7,3 +7,4 @@ mod t20_replication;
 mod t30_bad_input;
 mod t50_failover;
 mod t60_durability;
+mod t70_disk_faults;
