@@ -1,13 +1,10 @@
 //! Durability: nodes killed with SIGKILL (one follower, the leader, or all
 //! three at once) come back from their data directories with every
 //! acknowledged event, once, in the cluster's one order; a node down while
-//! its peers purge their logs catches up by snapshot; a restarted node
-//! resumes whatever its flags say; and a data directory that cannot be used
-//! is refused with a message that says why, and left as it was.
+//! its peers purge their logs catches up by snapshot; and a restarted node
+//! resumes whatever its flags say.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,13 +13,11 @@ use gameraft::client::Client;
 use gameraft::event::GameEvent;
 use rand::seq::SliceRandom;
 use rand::Rng;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::harness::{event, tag_of, wait_for, TestCluster};
+use crate::harness::{event, tag_of, TestCluster};
 
 const ROUNDS: u64 = 5;
 /// Concurrent client tasks of the crash tests' load.
@@ -536,239 +531,4 @@ async fn killed_nodes_resume_with_id_events_and_membership_whatever_their_join_f
         }
     }
     assert_eq!(membership(&cluster, 2).await, members_before);
-}
-
-// ---- data directories that must be refused ----
-
-/// An empty directory for one refusal case.
-fn case_dir(case: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cluster-data").join(format!("refused-{case}"));
-    if dir.exists() {
-        // A run that died before its guard could clear the immutable flag.
-        let _ = std::process::Command::new("chattr").arg("-i").arg(&dir).status();
-        std::fs::remove_dir_all(&dir).expect("remove old case dir");
-    }
-    dir
-}
-
-fn serve(id: u64, dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
-    command
-        .arg("serve")
-        .args(["--id", &id.to_string(), "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("WORKER_ID")
-        .env_remove("DATA_DIR")
-        .env_remove("MASTER_URL")
-        .env_remove("GAMERAFT_IN_MEMORY")
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-/// Node `id` alone on `dir` (it bootstraps, or resumes), once it leads.
-async fn start_alone(id: u64, dir: &Path) -> (Child, Client) {
-    let mut child = serve(id, dir).spawn().expect("spawn gameraft serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let line = tokio::time::timeout(Duration::from_secs(20), BufReader::new(stdout).lines().next_line())
-        .await
-        .expect("node starts within 20 s")
-        .expect("read stdout");
-    let Some(line) = line else {
-        let output = child.wait_with_output().await.expect("wait for the node");
-        panic!("node {id} exited at start: {}", String::from_utf8_lossy(&output.stderr));
-    };
-    let addrs: serde_json::Value = serde_json::from_str(&line).expect("address line is JSON");
-    let client = Client::new(format!("http://{}", addrs["http_addr"].as_str().expect("http_addr"))).expect("client");
-    wait_for("the lone node to lead", Duration::from_secs(20), || async {
-        client.status().await.ok().filter(|s| s.is_leader).map(|_| ())
-    })
-    .await;
-    (child, client)
-}
-
-/// A data directory a node has used: node `id` bootstrapped on it, committed
-/// `events` events, and was SIGKILLed.
-async fn used_dir(case: &str, id: u64, events: u64) -> PathBuf {
-    let dir = case_dir(case);
-    let (mut child, client) = start_alone(id, &dir).await;
-    for tag in 0..events {
-        assert_eq!(client.post_event(&event(tag)).await.expect("write").status, 200);
-    }
-    child.kill().await.expect("SIGKILL");
-    dir
-}
-
-/// Starts node `id` on `dir`, which must be refused: the process exits
-/// non-zero within 10 s without having listened. Returns its stderr.
-async fn refused(id: u64, dir: &Path) -> String {
-    let started = Instant::now();
-    let output = tokio::time::timeout(Duration::from_secs(10), serve(id, dir).output())
-        .await
-        .unwrap_or_else(|_| panic!("node {id} on {} neither started nor exited within 10 s", dir.display()))
-        .expect("run gameraft serve");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "node {id} on {} started:\n{stderr}", dir.display());
-    assert!(output.stdout.is_empty(), "node {id} printed its address line before exiting:\n{stderr}");
-    eprintln!("refused in {:.0?} ({}): {}", started.elapsed(), output.status, stderr.trim());
-    stderr
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn data_dir_of_another_node_is_refused() {
-    let dir = used_dir("other-node", 1, 3).await;
-    let node_file = read(&dir.join("node.json"));
-    let stderr = refused(2, &dir).await;
-    assert!(stderr.contains("belongs to node 1, not node 2"), "{stderr}");
-    assert_eq!(read(&dir.join("node.json")), node_file, "node.json was rewritten");
-    // Untouched: its own node resumes on it with its events.
-    let (_node, client) = start_alone(1, &dir).await;
-    assert_eq!(client.events().await.unwrap().count, 3);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn data_dir_in_use_by_a_running_node_is_refused() {
-    let dir = case_dir("in-use");
-    let (mut holder, client) = start_alone(1, &dir).await;
-    assert_eq!(client.post_event(&event(1)).await.unwrap().status, 200);
-    let node_file = read(&dir.join("node.json"));
-    let stderr = refused(1, &dir).await;
-    let pid = holder.id().unwrap();
-    assert!(stderr.contains("in use by another gameraft process"), "{stderr}");
-    assert!(stderr.contains(&format!("pid {pid}")), "the message names the holder, pid {pid}: {stderr}");
-    assert_eq!(read(&dir.join("node.json")), node_file);
-    // The holder was not disturbed.
-    assert_eq!(client.events().await.unwrap().count, 1);
-    assert_eq!(client.post_event(&event(2)).await.unwrap().status, 200);
-    holder.kill().await.unwrap();
-    // Once the holder is gone (SIGKILL releases its lock), the directory is free.
-    let (_node, client) = start_alone(1, &dir).await;
-    assert_eq!(client.events().await.unwrap().count, 2);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn corrupt_node_file_is_refused() {
-    let dir = used_dir("corrupt-node-file", 1, 3).await;
-    let garbage = b"\x00\x17garbage, not JSON {".to_vec();
-    std::fs::write(dir.join("node.json"), &garbage).unwrap();
-    let stderr = refused(1, &dir).await;
-    assert!(stderr.contains("is corrupt") && stderr.contains("node.json is not valid"), "{stderr}");
-    assert_eq!(read(&dir.join("node.json")), garbage, "the corrupt node.json was replaced");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn corrupt_state_pointer_is_refused() {
-    let dir = used_dir("corrupt-current", 1, 3).await;
-    let node_file = read(&dir.join("node.json"));
-    let current = dir.join("state").join("CURRENT");
-    assert!(read(&current).starts_with(b"gen-"), "state/CURRENT is where the layout says");
-    std::fs::write(&current, b"junk\n").unwrap();
-    let stderr = refused(1, &dir).await;
-    assert!(stderr.contains("CURRENT is corrupt") && stderr.contains("names no generation"), "{stderr}");
-    assert_eq!(read(&current), b"junk\n", "state/CURRENT was rewritten");
-    assert_eq!(read(&dir.join("node.json")), node_file);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn damaged_log_segment_before_the_last_is_refused() {
-    let dir = used_dir("damaged-segment", 1, 20).await;
-    let node_file = read(&dir.join("node.json"));
-    let log_dir = dir.join("raft-log");
-    let segments: Vec<PathBuf> = std::fs::read_dir(&log_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|ext| ext == "seg"))
-        .collect();
-    assert_eq!(segments.len(), 1, "one segment: {segments:?}");
-    // Damage a byte in the middle of the only segment, then give it a
-    // (valid, empty) successor: damage before the last segment cannot be a
-    // torn write, so it must be refused, not cut off.
-    let segment = &segments[0];
-    let mut bytes = read(segment);
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(segment, &bytes).unwrap();
-    std::fs::write(log_dir.join(format!("{:020}.seg", 1_000_000)), b"").unwrap();
-    let stderr = refused(1, &dir).await;
-    let name = segment.file_name().unwrap().to_str().unwrap();
-    assert!(stderr.contains("is corrupt") && stderr.contains(name), "{stderr}");
-    assert_eq!(read(segment), bytes, "the damaged segment was changed");
-    assert_eq!(read(&dir.join("node.json")), node_file);
-}
-
-/// Makes a directory immutable (`chattr +i`) until dropped.
-struct Immutable(PathBuf);
-
-impl Immutable {
-    fn set(dir: &Path) -> Self {
-        let status = std::process::Command::new("chattr").arg("+i").arg(dir).status().expect("run chattr");
-        assert!(status.success(), "chattr +i {} failed", dir.display());
-        Self(dir.to_path_buf())
-    }
-}
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        let status = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
-        if !matches!(status, Ok(s) if s.success()) {
-            eprintln!("chattr -i {} failed: {status:?}; remove the flag by hand", self.0.display());
-        }
-    }
-}
-
-/// Restores a directory's mode when dropped.
-struct ModeGuard(PathBuf, u32);
-
-impl Drop for ModeGuard {
-    fn drop(&mut self) {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(self.1));
-    }
-}
-
-fn running_as_root() -> bool {
-    let out = std::process::Command::new("id").arg("-u").output().expect("run id -u");
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn unwritable_data_dir_is_refused() {
-    let dir = used_dir("unwritable", 1, 3).await;
-    let node_file = read(&dir.join("node.json"));
-    {
-        // Root ignores permission bits: make the directory immutable instead.
-        let _immutable = running_as_root().then(|| Immutable::set(&dir));
-        let _mode = (!running_as_root()).then(|| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
-            ModeGuard(dir.clone(), 0o755)
-        });
-        let stderr = refused(1, &dir).await;
-        assert!(stderr.contains("is not writable"), "{stderr}");
-    }
-    assert_eq!(read(&dir.join("node.json")), node_file);
-    let (_node, client) = start_alone(1, &dir).await;
-    assert_eq!(client.events().await.unwrap().count, 3, "writable again, the node resumes with its events");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn unreadable_node_file_is_refused() {
-    let dir = used_dir("unreadable", 1, 3).await;
-    let node_file = dir.join("node.json");
-    std::fs::remove_file(&node_file).unwrap();
-    std::fs::create_dir(&node_file).unwrap();
-    let stderr = refused(1, &dir).await;
-    assert!(stderr.contains("cannot read") && stderr.contains("node.json"), "{stderr}");
-    assert!(node_file.is_dir(), "node.json was replaced");
-    assert_eq!(std::fs::read_dir(&node_file).unwrap().count(), 0, "something was written into node.json/");
 }
