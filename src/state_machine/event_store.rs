@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::CriticalEvent;
 use crate::storage::record::{self, ScanEnd};
-use crate::storage::{atomic_write, sync_dir, ByteFile, DataDirError};
+use crate::storage::{atomic_write, read_json, sync_dir, ByteFile, DataDirError};
 use crate::types::{LogId, Membership, SnapshotMeta, StoredMembership};
 
 const CURRENT_FILE: &str = "CURRENT";
@@ -271,14 +271,7 @@ impl StateDir {
         }
         let generation = Generation::open(&gen_dir).map_err(|e| DataDirError::unreadable(&gen_dir, e))?;
         let snapshot_path = gen_dir.join(SNAPSHOT_FILE);
-        let snapshot: Option<SnapshotRecord> = match fs::read(&snapshot_path) {
-            Ok(bytes) => Some(
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| DataDirError::corrupt(&snapshot_path, format!("cannot parse: {e}")))?,
-            ),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-            Err(err) => return Err(DataDirError::unreadable(&snapshot_path, err)),
-        };
+        let snapshot: Option<SnapshotRecord> = read_json(&snapshot_path)?;
         let state = recover(&generation, snapshot.as_ref().map(|s| s.state.clone()), &gen_dir)?;
         Ok((state_dir, Recovered { generation, state, snapshot }))
     }

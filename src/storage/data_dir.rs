@@ -200,6 +200,18 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_parent(path)
 }
 
+/// Reads a small JSON file written by [`atomic_write`]: `None` if it does
+/// not exist, an error naming the file if it cannot be read or parsed.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, DataDirError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| DataDirError::corrupt(path, format!("cannot parse: {e}"))),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(DataDirError::unreadable(path, err)),
+    }
+}
+
 /// Makes the creation, removal or renaming of entries in `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

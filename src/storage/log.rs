@@ -38,7 +38,7 @@ use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOEr
 use prost::Message;
 use tokio::sync::Mutex;
 
-use super::data_dir::{atomic_write, sync_dir, DataDirError};
+use super::data_dir::{atomic_write, read_json, sync_dir, DataDirError};
 use super::record;
 use super::ByteFile;
 use crate::network::pb;
@@ -399,16 +399,6 @@ fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
 fn decode_entry(payload: &[u8]) -> io::Result<Entry> {
     let message = pb::Entry::decode(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Entry::try_from(message).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, DataDirError> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| DataDirError::corrupt(path, format!("cannot parse: {e}"))),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(DataDirError::unreadable(path, err)),
-    }
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {

@@ -20,7 +20,7 @@ mod log;
 mod memory;
 pub mod record;
 
-pub use data_dir::{atomic_write, sync_dir, DataDir, DataDirError};
+pub use data_dir::{atomic_write, read_json, sync_dir, DataDir, DataDirError};
 pub use file::ByteFile;
 pub use log::FileLogStore;
 pub use memory::MemLogStore;
