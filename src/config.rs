@@ -50,6 +50,12 @@ pub struct NodeConfig {
     #[arg(long, env = "GAMERAFT_IN_MEMORY")]
     pub in_memory: bool,
 
+    /// Fault injection for the nemesis harness (`chaos/`): a file holding
+    /// `<delay_ms> [<jitter_ms>]` that delays every outgoing Raft RPC while it
+    /// exists. Read a few times a second; absent or empty means no delay.
+    #[arg(long, env = "GAMERAFT_FAULT_PEER_DELAY_FILE", hide = true)]
+    pub fault_peer_delay_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub raft: RaftTimings,
 
@@ -117,6 +123,13 @@ pub struct ApiSettings {
     #[arg(long, env = "GAMERAFT_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// How many recent events' request ids the state machine remembers: a
+    /// write repeating one of them is answered with the original log index
+    /// instead of being appended again. The leader stamps its value into
+    /// each entry, so every node decides the same way whatever its own flag.
+    #[arg(long, env = "GAMERAFT_REQUEST_ID_WINDOW", default_value_t = 100_000)]
+    pub request_id_window: u64,
+
     /// How many recent PlayerAction events the leader keeps in memory.
     #[arg(long, env = "GAMERAFT_RECENT_ACTIONS", default_value_t = 1024)]
     pub recent_actions: usize,
@@ -148,6 +161,7 @@ impl NodeConfig {
             ("--join-timeout-ms", self.api.join_timeout_ms),
             ("--max-body-bytes", self.api.max_body_bytes as u64),
             ("--snapshot-after-logs", self.raft.snapshot_after_logs),
+            ("--request-id-window", self.api.request_id_window),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
