@@ -37,6 +37,7 @@ use crate::config::{ConfigError, NodeConfig};
 use crate::ephemeral::EphemeralStore;
 use crate::failover;
 use crate::membership::{self, JoinRequest};
+use crate::network::fault::PeerDelay;
 use crate::network::{PeerNetwork, RaftGrpcService};
 use crate::registry::NodeRegistry;
 use crate::state_machine::GameStateMachine;
@@ -107,7 +108,10 @@ impl RunningNode {
             http_addr: advertised(http_addr, config.advertise_host.as_deref()),
         };
 
-        let network = PeerNetwork::new(node_id, Duration::from_millis(raft_config.heartbeat_interval.max(500)));
+        let mut network = PeerNetwork::new(node_id, Duration::from_millis(raft_config.heartbeat_interval.max(500)));
+        if let Some(file) = &config.fault_peer_delay_file {
+            network = network.with_delay(PeerDelay::from_file(file.clone()));
+        }
         let (raft, events) = match &data_dir {
             Some(dir) => {
                 let state_machine = GameStateMachine::open(&dir.state_dir())?;

@@ -17,6 +17,7 @@ use openraft::raft::{
 use tonic::transport::{Channel, Endpoint};
 
 use super::convert::ConvertError;
+use super::fault::PeerDelay;
 use super::pb;
 use super::pb::raft_service_client::RaftServiceClient;
 use super::MAX_MESSAGE_BYTES;
@@ -28,11 +29,18 @@ pub struct PeerNetwork {
     own_id: NodeId,
     connect_timeout: Duration,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    delay: PeerDelay,
 }
 
 impl PeerNetwork {
     pub fn new(own_id: NodeId, connect_timeout: Duration) -> Self {
-        Self { own_id, connect_timeout, channels: Arc::default() }
+        Self { own_id, connect_timeout, channels: Arc::default(), delay: PeerDelay::default() }
+    }
+
+    /// Delays every outgoing RPC by `delay` (fault injection).
+    pub fn with_delay(mut self, delay: PeerDelay) -> Self {
+        self.delay = delay;
+        self
     }
 
     fn channel(&self, raft_addr: &str) -> Result<Channel, String> {
@@ -61,7 +69,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
         });
-        PeerConnection { own_id: self.own_id, target, client }
+        PeerConnection { own_id: self.own_id, target, client, delay: self.delay.clone() }
     }
 }
 
@@ -72,6 +80,7 @@ pub struct PeerConnection {
     /// `Err` when the peer's address cannot even be parsed; every RPC then
     /// reports the peer as unreachable so OpenRaft backs off.
     client: Result<RaftServiceClient<Channel>, String>,
+    delay: PeerDelay,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +114,12 @@ impl PeerConnection {
             Err(msg) => return Err(RPCError::Unreachable(Unreachable::new(&BadAddress(msg.clone())))),
         };
         let ttl = option.hard_ttl();
-        let reply = match tokio::time::timeout(ttl, rpc(client)).await {
+        let delay = self.delay.clone();
+        let delayed = async move {
+            delay.wait().await;
+            rpc(client).await
+        };
+        let reply = match tokio::time::timeout(ttl, delayed).await {
             Err(_elapsed) => {
                 return Err(RPCError::Timeout(Timeout { action, id: self.own_id, target: self.target, timeout: ttl }))
             }

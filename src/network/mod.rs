@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod fault;
 pub mod server;
 
 /// Code generated from `proto/raft.proto`.
