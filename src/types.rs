@@ -54,25 +54,66 @@ impl fmt::Display for PeerAddr {
 /// carries exactly one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
-    pub events: Vec<CriticalEvent>,
+    pub events: Vec<ProposedEvent>,
+    /// The proposing leader's `--request-id-window`. It travels in the entry,
+    /// rather than each node using its own flag, so that whether an event is
+    /// a duplicate is decided the same way on every node. 0 (entries written
+    /// before request ids existed) means: no duplicate check.
+    #[serde(default)]
+    pub request_id_window: u64,
+}
+
+/// One event of a [`Command`], with the request id it was sent under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposedEvent {
+    /// The client's request id, or one the first node assigned (`auto-…`);
+    /// `None` only in entries written before request ids existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub event: CriticalEvent,
 }
 
 impl Command {
+    /// One event with no request id and no duplicate check (tests and
+    /// benchmarks of the log; the API always sends an id).
     pub fn single(event: CriticalEvent) -> Self {
-        Self { events: vec![event] }
+        Self { events: vec![ProposedEvent { request_id: None, event }], request_id_window: 0 }
+    }
+
+    /// One event under `request_id`, checked against the last `window` events.
+    pub fn with_request_id(event: CriticalEvent, request_id: String, window: u64) -> Self {
+        Self { events: vec![ProposedEvent { request_id: Some(request_id), event }], request_id_window: window }
     }
 }
 
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Command({} events)", self.events.len())
+        write!(f, "Command({} events, window {})", self.events.len(), self.request_id_window)
     }
 }
 
-/// What applying one entry produced. For a `Command`, the events were stored
-/// at event positions `first_event_index..first_event_index + event_count`.
+/// What applying one entry produced: one outcome per event of a `Command`
+/// (none for blank and membership entries).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResult {
-    pub first_event_index: u64,
-    pub event_count: u64,
+    pub events: Vec<EventOutcome>,
+}
+
+/// What became of one proposed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventOutcome {
+    /// Appended at event `position` by the entry at `log_index`.
+    Appended { position: u64, log_index: u64 },
+    /// Not appended: its request id is that of the event already at
+    /// `position`, committed at `log_index`, within the entry's window.
+    Duplicate { position: u64, log_index: u64 },
+}
+
+impl EventOutcome {
+    /// The log index the event is committed at: its own, or the original's.
+    pub fn log_index(&self) -> u64 {
+        match self {
+            EventOutcome::Appended { log_index, .. } | EventOutcome::Duplicate { log_index, .. } => *log_index,
+        }
+    }
 }

@@ -46,7 +46,7 @@ fn entry(index: u64) -> Entry {
 fn events_in(entries: std::ops::Range<u64>) -> Vec<CriticalEvent> {
     entries
         .filter_map(|i| match entry(i).payload {
-            EntryPayload::Normal(command) => Some(command.events[0].clone()),
+            EntryPayload::Normal(command) => Some(command.events[0].event.clone()),
             _ => None,
         })
         .collect()

@@ -22,6 +22,11 @@
 //! the log, which keeps everything after the snapshot. Installing a received
 //! snapshot builds a whole new generation beside the live one and switches
 //! `CURRENT` in one rename: a crash leaves the old state or the new.
+//!
+//! Each event is stored with its request id, and each entry's record with
+//! the request-id window it carried, so the ids of the last events (the
+//! state machine's duplicate check, `request_ids.rs`) can be rebuilt from
+//! the file alone: after a restart, or from a received snapshot.
 
 use std::fs;
 use std::io;
@@ -29,10 +34,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::request_ids::{RequestIds, Seen};
+use super::CommittedEvent;
 use crate::event::CriticalEvent;
 use crate::storage::record::{self, ScanEnd};
 use crate::storage::{atomic_write, read_json, sync_dir, ByteFile, DataDirError};
-use crate::types::{LogId, Membership, SnapshotMeta, StoredMembership};
+use crate::types::{
+    Command, CommandResult, EventOutcome, LogId, Membership, ProposedEvent, SnapshotMeta, StoredMembership,
+};
 
 const CURRENT_FILE: &str = "CURRENT";
 const DAT_FILE: &str = "events.dat";
@@ -54,8 +63,30 @@ struct AppliedEntry {
 enum AppliedPayload {
     Blank,
     Membership(Membership),
+    /// Events without request ids: records written before ids existed.
     Events(Vec<CriticalEvent>),
+    /// The events the entry appended (not its duplicates), each with its
+    /// request id, and the request-id window the entry carried.
+    Proposed {
+        events: Vec<ProposedEvent>,
+        request_id_window: u64,
+    },
 }
+
+impl AppliedPayload {
+    /// The stored events of this record, each with its request id.
+    fn into_events(self) -> Vec<(Option<String>, CriticalEvent)> {
+        match self {
+            AppliedPayload::Blank | AppliedPayload::Membership(_) => Vec::new(),
+            AppliedPayload::Events(events) => events.into_iter().map(|event| (None, event)).collect(),
+            AppliedPayload::Proposed { events, .. } => events.into_iter().map(|p| (p.request_id, p.event)).collect(),
+        }
+    }
+}
+
+/// Events read per step when request ids are loaded from the store, to
+/// bound the memory a large window's read takes.
+const ID_READ_CHUNK: u64 = 4096;
 
 /// How far the store has applied, and what that produced.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -65,6 +96,11 @@ pub struct AppliedState {
     pub event_count: u64,
     /// Length of `events.dat` holding exactly the records applied.
     pub dat_len: u64,
+    /// How many of the last events' request ids the state machine holds: the
+    /// window of the last entry that carried one (0 before any did). A
+    /// restarted node loads that many, so it needs no read at its next write.
+    #[serde(default)]
+    pub request_id_window: u64,
 }
 
 /// The content of `snapshot.json`.
@@ -105,44 +141,88 @@ impl Generation {
         self.dir.as_ref().map(|dir| dir.join(DAT_FILE))
     }
 
-    /// Appends the records for `entries`, updating `state`. Returns, per
-    /// entry, the position of its first event and how many it had.
-    pub fn append(&self, state: &mut AppliedState, entries: Vec<Applied>) -> io::Result<Vec<(u64, u64)>> {
-        let mut dat = Vec::new();
-        let mut idx = Vec::new();
+    /// Appends the records for `entries`, updating `state` and `ids` (the
+    /// ids of the last `state.request_id_window` events). An event whose
+    /// request id is among the last `W` events, `W` the window its entry
+    /// carries, is a duplicate and is not stored. Returns each entry's
+    /// per-event outcomes.
+    pub fn append(
+        &self,
+        state: &mut AppliedState,
+        entries: Vec<Applied>,
+        ids: &mut RequestIds,
+    ) -> io::Result<Vec<CommandResult>> {
+        let mut pending = Pending::default();
         let mut results = Vec::with_capacity(entries.len());
         for applied in entries {
-            let record_offset = state.dat_len + dat.len() as u64;
             let first_position = state.event_count;
+            let mut outcomes = Vec::new();
             let payload = match applied.payload {
                 AppliedPayloadIn::Blank => AppliedPayload::Blank,
                 AppliedPayloadIn::Membership(membership) => {
                     state.membership = StoredMembership::new(Some(applied.log_id), membership.clone());
                     AppliedPayload::Membership(membership)
                 }
-                AppliedPayloadIn::Events(events) => {
-                    for _ in &events {
-                        idx.extend_from_slice(&record_offset.to_le_bytes());
+                AppliedPayloadIn::Events(command) => {
+                    let window = command.request_id_window;
+                    if window > ids.covered() {
+                        // The window grew: the older events' ids come from the
+                        // store, which must first hold everything before them.
+                        let older = match ids.older_to_read(state.event_count, window) {
+                            Some((from, to)) => {
+                                pending.write(self, state)?;
+                                self.read_request_ids(from, to, state.event_count)?
+                            }
+                            None => Vec::new(),
+                        };
+                        ids.extend_older(older, window);
                     }
-                    state.event_count += events.len() as u64;
-                    AppliedPayload::Events(events)
+                    let record_offset = state.dat_len + pending.dat.len() as u64;
+                    let log_index = applied.log_id.index;
+                    let mut stored = Vec::with_capacity(command.events.len());
+                    for proposed in command.events {
+                        let original = match &proposed.request_id {
+                            Some(id) if window > 0 => ids.find(id, state.event_count, window),
+                            _ => None,
+                        };
+                        if let Some(original) = original {
+                            outcomes.push(EventOutcome::Duplicate {
+                                position: original.position,
+                                log_index: original.log_index,
+                            });
+                            continue;
+                        }
+                        let position = state.event_count;
+                        if let Some(id) = &proposed.request_id {
+                            ids.insert(id, Seen { position, log_index });
+                        }
+                        pending.idx.extend_from_slice(&record_offset.to_le_bytes());
+                        state.event_count += 1;
+                        outcomes.push(EventOutcome::Appended { position, log_index });
+                        stored.push(proposed);
+                    }
+                    // Entries from before request ids (window 0) check
+                    // nothing and leave the window as it was.
+                    if window > 0 {
+                        state.request_id_window = window;
+                    }
+                    ids.retain_last(state.event_count, state.request_id_window);
+                    AppliedPayload::Proposed { events: stored, request_id_window: window }
                 }
             };
             let entry = AppliedEntry { log_id: applied.log_id, first_position, payload };
-            record::encode(&mut dat, &serde_json::to_vec(&entry).map_err(io::Error::other)?);
+            record::encode(&mut pending.dat, &serde_json::to_vec(&entry).map_err(io::Error::other)?);
             state.last_applied = Some(applied.log_id);
-            results.push((first_position, state.event_count - first_position));
+            results.push(CommandResult { events: outcomes });
         }
-        // Data first: an index entry must never point past the data.
-        self.dat.append(&dat)?;
-        self.idx.append(&idx)?;
-        state.dat_len += dat.len() as u64;
+        pending.write(self, state)?;
         Ok(results)
     }
 
-    /// Up to `limit` events from position `from`, with the Raft index of the
-    /// entry that carried each; `count` bounds what is visible.
-    pub fn read_events(&self, from: u64, limit: u64, count: u64) -> io::Result<Vec<(u64, CriticalEvent)>> {
+    /// Up to `limit` events from position `from`, each with the Raft index
+    /// of the entry that carried it and its request id; `count` bounds what
+    /// is visible.
+    pub fn read_events(&self, from: u64, limit: u64, count: u64) -> io::Result<Vec<CommittedEvent>> {
         let end = from.saturating_add(limit).min(count);
         if from >= end {
             return Ok(Vec::new());
@@ -155,14 +235,42 @@ impl Generation {
             let payload = record::read_at(&self.dat, offset)?;
             offset += record::HEADER_LEN + payload.len() as u64;
             let entry: AppliedEntry = serde_json::from_slice(&payload).map_err(invalid)?;
-            let AppliedPayload::Events(events) = entry.payload else { continue };
-            for (position, event) in (entry.first_position..).zip(events) {
+            let log_index = entry.log_id.index;
+            for (position, (request_id, event)) in (entry.first_position..).zip(entry.payload.into_events()) {
                 if position >= from && position < end {
-                    out.push((entry.log_id.index, event));
+                    out.push(CommittedEvent { position, log_index, request_id, event });
                 }
             }
         }
         Ok(out)
+    }
+
+    /// The request ids of the events at positions `[from, to)`, oldest first.
+    fn read_request_ids(&self, from: u64, to: u64, count: u64) -> io::Result<Vec<(String, Seen)>> {
+        let mut ids = Vec::new();
+        let mut next = from;
+        while next < to {
+            let events = self.read_events(next, ID_READ_CHUNK.min(to - next), count)?;
+            let Some(last) = events.last() else {
+                return Err(invalid(format!("event {next} of {count} is missing from the store")));
+            };
+            next = last.position + 1;
+            ids.extend(events.into_iter().filter_map(|e| {
+                let seen = Seen { position: e.position, log_index: e.log_index };
+                e.request_id.map(|id| (id, seen))
+            }));
+        }
+        Ok(ids)
+    }
+
+    /// The request-id index for a store at `state`: the ids of its last
+    /// `state.request_id_window` events.
+    pub fn load_request_ids(&self, state: &AppliedState) -> io::Result<RequestIds> {
+        let mut ids = RequestIds::default();
+        let from = state.event_count.saturating_sub(state.request_id_window);
+        let older = self.read_request_ids(from, state.event_count, state.event_count)?;
+        ids.extend_older(older, state.request_id_window);
+        Ok(ids)
     }
 
     /// Replays records from `state.dat_len` to the end (or the first bad
@@ -190,6 +298,15 @@ impl Generation {
                         idx.extend_from_slice(&offset.to_le_bytes());
                     }
                     state.event_count += events.len() as u64;
+                }
+                AppliedPayload::Proposed { events, request_id_window } => {
+                    for _ in &events {
+                        idx.extend_from_slice(&offset.to_le_bytes());
+                    }
+                    state.event_count += events.len() as u64;
+                    if request_id_window > 0 {
+                        state.request_id_window = request_id_window;
+                    }
                 }
             }
             state.last_applied = Some(entry.log_id);
@@ -220,7 +337,27 @@ pub struct Applied {
 pub enum AppliedPayloadIn {
     Blank,
     Membership(Membership),
-    Events(Vec<CriticalEvent>),
+    Events(Command),
+}
+
+/// Records and index entries built but not yet written.
+#[derive(Default)]
+struct Pending {
+    dat: Vec<u8>,
+    idx: Vec<u8>,
+}
+
+impl Pending {
+    /// Writes what is pending and counts it into `state.dat_len`.
+    fn write(&mut self, generation: &Generation, state: &mut AppliedState) -> io::Result<()> {
+        // Data first: an index entry must never point past the data.
+        generation.dat.append(&self.dat)?;
+        generation.idx.append(&self.idx)?;
+        state.dat_len += self.dat.len() as u64;
+        self.dat.clear();
+        self.idx.clear();
+        Ok(())
+    }
 }
 
 /// The durable store's directory: generations and the `CURRENT` pointer.
@@ -235,6 +372,7 @@ pub struct Recovered {
     pub generation: Generation,
     pub state: AppliedState,
     pub snapshot: Option<SnapshotRecord>,
+    pub request_ids: RequestIds,
 }
 
 impl StateDir {
@@ -273,7 +411,8 @@ impl StateDir {
         let snapshot_path = gen_dir.join(SNAPSHOT_FILE);
         let snapshot: Option<SnapshotRecord> = read_json(&snapshot_path)?;
         let state = recover(&generation, snapshot.as_ref().map(|s| s.state.clone()), &gen_dir)?;
-        Ok((state_dir, Recovered { generation, state, snapshot }))
+        let request_ids = generation.load_request_ids(&state).map_err(|e| read_error(&gen_dir, e))?;
+        Ok((state_dir, Recovered { generation, state, snapshot, request_ids }))
     }
 
     /// Writes `snapshot.json` into the live generation.
@@ -381,15 +520,19 @@ fn recover(generation: &Generation, from: Option<AppliedState>, dir: &Path) -> R
         state = AppliedState::default();
     }
     generation.idx.truncate(state.event_count * 8).map_err(|e| DataDirError::write(dir, e))?;
-    let end = generation.replay(&mut state).map_err(|e| match e.kind() {
-        io::ErrorKind::InvalidData => DataDirError::corrupt(dir, e.to_string()),
-        _ => DataDirError::unreadable(dir, e),
-    })?;
+    let end = generation.replay(&mut state).map_err(|e| read_error(dir, e))?;
     if let Some(bad) = end.bad {
         tracing::warn!(dir = %dir.display(), at = end.clean_len, %bad, "cutting unsynced records torn by a crash; the log re-applies them");
         generation.dat.truncate(end.clean_len).map_err(|e| DataDirError::write(dir, e))?;
     }
     Ok(state)
+}
+
+fn read_error(dir: &Path, err: io::Error) -> DataDirError {
+    match err.kind() {
+        io::ErrorKind::InvalidData => DataDirError::corrupt(dir, err.to_string()),
+        _ => DataDirError::unreadable(dir, err),
+    }
 }
 
 fn generation_name(generation: u64) -> String {

@@ -11,8 +11,17 @@
 //!
 //! Snapshots are the event file's prefix ([`SnapshotData`]); installing one
 //! switches to a new generation atomically.
+//!
+//! Exactly-once appends: an event whose request id was carried by one of the
+//! last `W` events (`W` stamped into the entry by the leader) is not appended
+//! again; its outcome names the original ([`EventOutcome::Duplicate`]). The
+//! ids of the last `W` events are held in memory ([`request_ids`]) and
+//! rebuilt from the event file, where each event is stored with its id.
+//!
+//! [`EventOutcome::Duplicate`]: crate::types::EventOutcome::Duplicate
 
 mod event_store;
+mod request_ids;
 mod snapshot_data;
 
 use std::io::{self, Cursor};
@@ -25,17 +34,22 @@ use serde::{Deserialize, Serialize};
 
 pub use self::event_store::AppliedState;
 use self::event_store::{Applied, AppliedPayloadIn, Generation, SnapshotRecord, StateDir};
+use self::request_ids::RequestIds;
 pub use self::snapshot_data::SnapshotData;
 use crate::event::CriticalEvent;
 use crate::storage::DataDirError;
 use crate::sync::{read, write};
 use crate::types::{CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
-/// A critical event as committed: its position in the event log and the Raft
-/// log index of the entry that carried it.
+/// A critical event as committed: its position in the event log, the Raft
+/// log index of the entry that carried it, and its request id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommittedEvent {
+    pub position: u64,
     pub log_index: u64,
+    /// The client's request id, or the one the receiving node assigned
+    /// (`auto-…`); `None` for events written before request ids existed.
+    pub request_id: Option<String>,
     pub event: CriticalEvent,
 }
 
@@ -72,8 +86,7 @@ impl EventLog {
             let live = read(&self.live);
             (live.generation.clone(), live.state.event_count)
         };
-        let events = generation.read_events(from, limit, count)?;
-        Ok(events.into_iter().map(|(log_index, event)| CommittedEvent { log_index, event }).collect())
+        generation.read_events(from, limit, count)
     }
 }
 
@@ -83,22 +96,36 @@ pub struct GameStateMachine {
     live: Arc<RwLock<Live>>,
     /// `None` for an in-memory store.
     dir: Option<Arc<tokio::sync::Mutex<StateDir>>>,
+    /// The ids of the last `live.state.request_id_window` events. Only
+    /// OpenRaft's state machine task uses it (apply and install), so it
+    /// needs no lock.
+    request_ids: RequestIds,
 }
 
 impl GameStateMachine {
     /// A state machine that keeps its events in memory.
     pub fn in_memory() -> Self {
         let live = Live { generation: Arc::new(Generation::memory()), state: AppliedState::default(), snapshot: None };
-        Self { live: Arc::new(RwLock::new(live)), dir: None }
+        Self { live: Arc::new(RwLock::new(live)), dir: None, request_ids: RequestIds::default() }
     }
 
     /// Opens (or creates) the durable state machine in `dir`, recovered to
     /// its last whole applied entry.
     pub fn open(dir: &Path) -> Result<Self, DataDirError> {
         let (state_dir, recovered) = StateDir::open(dir)?;
+        tracing::info!(
+            events = recovered.state.event_count,
+            request_ids = recovered.request_ids.len(),
+            window = recovered.state.request_id_window,
+            "opened the event store"
+        );
         let live =
             Live { generation: Arc::new(recovered.generation), state: recovered.state, snapshot: recovered.snapshot };
-        Ok(Self { live: Arc::new(RwLock::new(live)), dir: Some(Arc::new(tokio::sync::Mutex::new(state_dir))) })
+        Ok(Self {
+            live: Arc::new(RwLock::new(live)),
+            dir: Some(Arc::new(tokio::sync::Mutex::new(state_dir))),
+            request_ids: recovered.request_ids,
+        })
     }
 
     pub fn event_log(&self) -> EventLog {
@@ -130,7 +157,7 @@ impl RaftStateMachine<TypeConfig> for GameStateMachine {
                 log_id: entry.log_id,
                 payload: match entry.payload {
                     EntryPayload::Blank => AppliedPayloadIn::Blank,
-                    EntryPayload::Normal(command) => AppliedPayloadIn::Events(command.events),
+                    EntryPayload::Normal(command) => AppliedPayloadIn::Events(command),
                     EntryPayload::Membership(membership) => AppliedPayloadIn::Membership(membership),
                 },
             })
@@ -141,15 +168,12 @@ impl RaftStateMachine<TypeConfig> for GameStateMachine {
         };
         // Only OpenRaft's state machine task applies or installs, so nothing
         // else changes `state` between this read and the write below.
-        let results = generation.append(&mut state, applied).map_err(|e| {
+        let results = generation.append(&mut state, applied, &mut self.request_ids).map_err(|e| {
             tracing::error!(%e, "cannot write applied events; this node stops");
             sm_error(ErrorVerb::Write, e)
         })?;
         write(&self.live).state = state;
-        Ok(results
-            .into_iter()
-            .map(|(first_event_index, event_count)| CommandResult { first_event_index, event_count })
-            .collect())
+        Ok(results)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -185,7 +209,15 @@ impl RaftStateMachine<TypeConfig> for GameStateMachine {
             }
             _ => return Err(fail(io::Error::other("snapshot data does not match this store's kind"))),
         };
-        tracing::info!(snapshot_id = %meta.snapshot_id, events = record.state.event_count, "installed snapshot");
+        // The events before the snapshot point are new to this node: their
+        // ids replace whatever it held.
+        self.request_ids = generation.load_request_ids(&record.state).map_err(fail)?;
+        tracing::info!(
+            snapshot_id = %meta.snapshot_id,
+            events = record.state.event_count,
+            request_ids = self.request_ids.len(),
+            "installed snapshot"
+        );
         *write(&self.live) =
             Live { generation: Arc::new(generation), state: record.state.clone(), snapshot: Some(record) };
         Ok(())
@@ -272,3 +304,5 @@ fn snapshot_error(verb: ErrorVerb, meta: Option<&SnapshotMeta>, err: io::Error) 
 
 #[cfg(test)]
 mod crash_tests;
+#[cfg(test)]
+mod dedup_tests;
