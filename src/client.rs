@@ -69,7 +69,7 @@ impl Client {
 
     /// `POST /events` with `event`; the answer whatever its status.
     pub async fn post_event(&self, event: &GameEvent) -> Result<RawResponse, ClientError> {
-        let body = PostEventRequest { event: event.clone() };
+        let body = PostEventRequest { event: event.clone(), request_id: None };
         self.send(self.http.post(self.url("/events")).json(&body), "/events").await
     }
 

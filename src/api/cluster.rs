@@ -80,6 +80,7 @@ pub async fn join(
         method: Method::POST,
         path_and_query: "/nodes".into(),
         json_body: serde_json::to_vec(&request).ok(),
+        headers: Vec::new(),
     };
     state
         .on_leader(&headers, forward, || async {
@@ -102,7 +103,12 @@ pub async fn join(
 
 /// Removes a voter or learner; run on the leader.
 pub async fn remove(State(state): State<AppState>, headers: HeaderMap, ApiPath(id): ApiPath<NodeId>) -> Response {
-    let forward = ForwardRequest { method: Method::DELETE, path_and_query: format!("/nodes/{id}"), json_body: None };
+    let forward = ForwardRequest {
+        method: Method::DELETE,
+        path_and_query: format!("/nodes/{id}"),
+        json_body: None,
+        headers: Vec::new(),
+    };
     state
         .on_leader(&headers, forward, || async {
             let _one_change_at_a_time = state.membership_lock.lock().await;

@@ -59,7 +59,10 @@ impl ApiError {
         Self::new(
             StatusCode::GATEWAY_TIMEOUT,
             "outcome_unknown",
-            format!("the write was not confirmed within {waited:?}; it may or may not have been committed"),
+            format!(
+                "the write was not confirmed within {waited:?}; it may or may not have been committed \
+                 (a write sent again with the same request_id is applied at most once)"
+            ),
         )
     }
 

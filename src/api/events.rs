@@ -1,7 +1,7 @@
 //! `POST /events`, `GET /events` and `GET /ephemeral`.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use openraft::error::{ClientWriteError, RaftError};
@@ -9,17 +9,25 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson, ApiQuery};
 use super::forward::{ForwardRequest, LocalError};
+use super::request_id::{self, RequestId};
 use super::AppState;
 use crate::event::{CriticalEvent, EphemeralEvent, GameEvent};
-use crate::types::Command;
+use crate::types::{Command, EventOutcome};
 
 /// Most events one page of `GET /events?from=&limit=` returns.
 pub const MAX_PAGE_LIMIT: u64 = 10_000;
 
+/// The body of `POST /events`: the design's `{"event": ...}`, optionally
+/// with the client's request id (see `request_id.rs`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostEventRequest {
     pub event: GameEvent,
+    /// Names the write, so that sending it again (to any node) cannot append
+    /// it twice. Used by critical events only; accepted and ignored for
+    /// ephemeral ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// The design's answer to `POST /events`.
@@ -28,6 +36,12 @@ pub struct PostEventResponse {
     pub success: bool,
     pub message: String,
     pub log_index: Option<u64>,
+    /// Only when the client gave a request id for a critical event: `true` if
+    /// an earlier request with that id had committed the event, and
+    /// `log_index` is that event's. Absent otherwise, so a client of the
+    /// design sees exactly the design's body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
 }
 
 /// The design's `GET /events` body: every committed event.
@@ -52,8 +66,8 @@ pub struct EventsPage {
 
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
-    from: Option<u64>,
-    limit: Option<u64>,
+    pub from: Option<u64>,
+    pub limit: Option<u64>,
 }
 
 pub async fn post_event(
@@ -61,14 +75,26 @@ pub async fn post_event(
     headers: HeaderMap,
     ApiJson(request): ApiJson<PostEventRequest>,
 ) -> Response {
-    let forward = ForwardRequest {
+    let client_id = match request_id::client_request_id(&headers, request.request_id.as_deref()) {
+        Ok(id) => id,
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    // The leader gets the client's id in the body, wherever the client put it.
+    let body = PostEventRequest { event: request.event, request_id: client_id.clone() };
+    let mut forward = ForwardRequest {
         method: Method::POST,
         path_and_query: "/events".into(),
-        json_body: serde_json::to_vec(&request).ok(),
+        json_body: serde_json::to_vec(&body).ok(),
+        headers: Vec::new(),
     };
-    match request.event {
+    match body.event {
         GameEvent::Critical(event) => {
-            state.on_leader(&headers, forward, || write_critical(&state, event.clone())).await
+            let id = match request_id::for_write(&headers, client_id, state.node_id) {
+                Ok(id) => id,
+                Err(err) => return ApiError::from(err).into_response(),
+            };
+            forward.headers.extend(id.forward_header());
+            state.on_leader(&headers, forward, || write_critical(&state, event.clone(), id.clone())).await
         }
         GameEvent::Ephemeral(event) => {
             state.on_leader(&headers, forward, || record_ephemeral(&state, event.clone())).await
@@ -76,31 +102,54 @@ pub async fn post_event(
     }
 }
 
-/// Proposes one event through Raft and answers once it is committed and
-/// applied on this (the leader's) state machine.
-async fn write_critical(state: &AppState, event: CriticalEvent) -> Result<Response, LocalError> {
+/// Proposes one event under `id` through Raft and answers once it is
+/// committed and applied on this (the leader's) state machine, which may
+/// find the id already used (a retry) and name the original instead.
+async fn write_critical(state: &AppState, event: CriticalEvent, id: RequestId) -> Result<Response, LocalError> {
     let timeout = state.settings.write_timeout();
-    let written = tokio::time::timeout(timeout, state.raft.client_write(Command::single(event))).await;
+    let command = Command::with_request_id(event, id.as_str().to_string(), state.settings.request_id_window);
+    let written = tokio::time::timeout(timeout, state.raft.client_write(command)).await;
     match written {
         Err(_elapsed) => Err(ApiError::write_timeout(timeout).into()),
-        Ok(Ok(response)) => {
-            let index = response.log_id.index;
-            Ok(Json(PostEventResponse {
-                success: true,
-                message: format!("Event committed at log index {index}"),
-                log_index: Some(index),
-            })
-            .into_response())
-        }
-        // OpenRaft says this only before appending, or after truncating the
-        // entry from a deposed leader's log: the event is certainly not in
-        // the log, so retrying on the new leader cannot duplicate it.
+        Ok(Ok(response)) => match response.data.events.first() {
+            Some(outcome) => Ok(Json(committed(&id, *outcome)).into_response()),
+            None => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "write_failed",
+                format!("entry {} was applied without an outcome for its event", response.log_id.index),
+            )
+            .into()),
+        },
+        // OpenRaft answers this before appending (this node does not lead),
+        // but also for an entry it had appended and then truncated from its
+        // log as a deposed leader (`DeleteConflictLog`): that entry may
+        // survive on other nodes and still commit. Retrying on the new
+        // leader is safe only because the retry carries the same request id,
+        // so the state machine appends the event at most once.
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(LocalError::NotLeader),
         Ok(Err(RaftError::APIError(err))) => {
-            Err(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "write_failed", err.to_string()).into())
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", err.to_string()).into())
         }
         Ok(Err(RaftError::Fatal(fatal))) => Err(ApiError::stopped_during_write(fatal).into()),
     }
+}
+
+/// The answer for a committed write: the design's body, plus `duplicate`
+/// when the client named the write.
+fn committed(id: &RequestId, outcome: EventOutcome) -> PostEventResponse {
+    let index = outcome.log_index();
+    let (message, duplicate) = match (id, outcome) {
+        (RequestId::Client(id), EventOutcome::Duplicate { .. }) => {
+            (format!("Duplicate of request {id}: event committed at log index {index}"), Some(true))
+        }
+        (RequestId::Client(_), EventOutcome::Appended { .. }) => {
+            (format!("Event committed at log index {index}"), Some(false))
+        }
+        // An assigned id found already used is this node's own retry: to
+        // the client it is simply the write committed.
+        (RequestId::Assigned(_), _) => (format!("Event committed at log index {index}"), None),
+    };
+    PostEventResponse { success: true, message, log_index: Some(index), duplicate }
 }
 
 async fn record_ephemeral(state: &AppState, event: EphemeralEvent) -> Result<Response, LocalError> {
@@ -109,6 +158,7 @@ async fn record_ephemeral(state: &AppState, event: EphemeralEvent) -> Result<Res
         success: true,
         message: format!("Ephemeral event accepted by leader {}", state.node_id),
         log_index: None,
+        duplicate: None,
     })
     .into_response())
 }
@@ -187,6 +237,11 @@ fn stream_all_events(log: crate::state_machine::EventLog) -> Response {
 
 /// What the leader holds for ephemeral events; asked of the leader.
 pub async fn get_ephemeral(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let forward = ForwardRequest { method: Method::GET, path_and_query: "/ephemeral".into(), json_body: None };
+    let forward = ForwardRequest {
+        method: Method::GET,
+        path_and_query: "/ephemeral".into(),
+        json_body: None,
+        headers: Vec::new(),
+    };
     state.on_leader(&headers, forward, || async { Ok(Json(state.ephemeral.snapshot()).into_response()) }).await
 }

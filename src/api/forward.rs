@@ -4,15 +4,21 @@
 //! follower forwards the request over HTTP to the leader's API and relays the
 //! leader's answer unchanged (same status, same body, same log index).
 //!
-//! A request is retried against a (new) leader only when it certainly did not
-//! take effect: the connection to the old leader was refused, or the local
-//! Raft said it is not the leader before committing anything. A request sent
-//! whose answer was lost is never re-sent, since that could apply it twice.
+//! A request is retried against a (new) leader in two cases. The connection
+//! to the old leader was refused: the request never left. Or the local Raft
+//! answered `ForwardToLeader` ([`LocalError::NotLeader`]): that may come
+//! after the entry was appended here and then truncated, while a copy on
+//! another node still commits, so it is safe only for requests that are
+//! idempotent. Writes are: each carries a request id (the client's, or one
+//! the first node assigned, `request_id.rs`) and the state machine appends
+//! an id at most once within its window. A request sent whose answer was
+//! lost is not re-sent; the client gets 504 `outcome_unknown` and may send
+//! it again with the same request id, to any node.
 
 use std::future::Future;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
@@ -31,12 +37,17 @@ pub struct ForwardRequest {
     pub method: Method,
     pub path_and_query: String,
     pub json_body: Option<Vec<u8>>,
+    /// Sent along besides the hop count (e.g. an assigned request id).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Why running a request on this node did not produce an answer.
 #[derive(Debug)]
 pub enum LocalError {
-    /// This node is no longer the leader and did not apply the request.
+    /// This node is not (or no longer) the leader. It may have appended the
+    /// request's entry and truncated it again, and a copy elsewhere may still
+    /// commit: [`AppState::on_leader`] retries it on the new leader, which
+    /// only idempotent requests may answer with.
     NotLeader,
     Failed(ApiError),
 }
@@ -77,6 +88,9 @@ impl Forwarder {
     async fn send(&self, http_addr: &str, req: &ForwardRequest, hops: u32) -> Result<Response, ForwardError> {
         let url = format!("http://{http_addr}{}", req.path_and_query);
         let mut builder = self.client.request(req.method.clone(), url).header(HOPS_HEADER, hops);
+        for (name, value) in &req.headers {
+            builder = builder.header(name, value);
+        }
         if let Some(body) = &req.json_body {
             builder = builder.header(axum::http::header::CONTENT_TYPE, "application/json").body(body.clone());
         }
@@ -139,7 +153,10 @@ impl AppState {
                     return ApiError::new(
                         StatusCode::GATEWAY_TIMEOUT,
                         "outcome_unknown",
-                        format!("{err}; the request may or may not have been applied"),
+                        format!(
+                            "{err}; the request may or may not have been applied \
+                             (a write sent again with the same request_id is applied at most once)"
+                        ),
                     )
                     .into_response();
                 }

@@ -1,5 +1,6 @@
 //! The HTTP API (axum): the design's `/events` and `/status`, plus paging,
-//! cluster membership, health and readiness.
+//! request ids for exactly-once writes, `/log`, cluster membership, health
+//! and readiness.
 //!
 //! Handlers read local state directly; anything that must run on the leader
 //! goes through [`AppState::on_leader`] (`forward.rs`), which runs it here or
@@ -9,6 +10,8 @@ mod cluster;
 mod error;
 mod events;
 mod forward;
+mod log;
+mod request_id;
 mod status;
 
 use std::sync::Arc;
@@ -23,6 +26,8 @@ pub use cluster::{JoinResponse, NodeInfo, NodesResponse};
 pub use error::{ApiError, LeaderHint};
 pub use events::{EventsPage, EventsResponse, PostEventRequest, PostEventResponse, MAX_PAGE_LIMIT};
 pub use forward::{Forwarder, HOPS_HEADER};
+pub use log::{LogEntry, LogPage};
+pub use request_id::{ASSIGNED_ID_HEADER, IDEMPOTENCY_KEY_HEADER, MAX_REQUEST_ID_BYTES};
 pub use status::StatusResponse;
 
 use crate::config::ApiSettings;
@@ -52,6 +57,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;
     Router::new()
         .route("/events", post(events::post_event).get(events::get_events))
+        .route("/log", get(log::get_log))
         .route("/ephemeral", get(events::get_ephemeral))
         .route("/status", get(status::status))
         .route("/health", get(status::health))

@@ -269,3 +269,170 @@ async fn a_node_with_no_leader_answers_the_designs_503() {
     assert_eq!((status, body["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready")));
     node.shutdown().await;
 }
+
+/// `POST /events` with extra headers (raw bytes, to send invalid UTF-8).
+async fn post_with_headers(app: &Router, body: Value, headers: &[(&str, &[u8])]) -> (StatusCode, Value) {
+    let mut request = Request::builder().method("POST").uri("/events").header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, axum::http::HeaderValue::from_bytes(value).unwrap());
+    }
+    let response = app.clone().oneshot(request.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("body is not JSON: {bytes:?}")))
+}
+
+fn with_id(mut body: Value, id: &str) -> Value {
+    body["request_id"] = json!(id);
+    body
+}
+
+#[tokio::test]
+async fn bad_request_ids_are_refused_with_json_400s_and_commit_nothing() {
+    let (node, app, _data) = single_node().await;
+    let long = "x".repeat(super::MAX_REQUEST_ID_BYTES + 1);
+    let action =
+        json!({ "event": { "Ephemeral": { "PlayerAction": { "player_id": 1, "action": "x", "timestamp": 1 } } } });
+    /// (name, body, headers, expected error code)
+    type Case<'a> = (&'static str, Value, Vec<(&'static str, &'a [u8])>, &'static str);
+    let cases: Vec<Case> = vec![
+        ("empty in the body", with_id(join_event(1), ""), vec![], "invalid_request_id"),
+        ("empty header", join_event(1), vec![("idempotency-key", b"")], "invalid_request_id"),
+        ("too long", with_id(join_event(1), &long), vec![], "invalid_request_id"),
+        ("header too long", join_event(1), vec![("idempotency-key", long.as_bytes())], "invalid_request_id"),
+        ("header not UTF-8", join_event(1), vec![("idempotency-key", b"caf\xe9")], "invalid_request_id"),
+        (
+            "header and body differ",
+            with_id(join_event(1), "a"),
+            vec![("idempotency-key", b"b")],
+            "conflicting_request_id",
+        ),
+        ("ephemeral, empty", with_id(action, ""), vec![], "invalid_request_id"),
+    ];
+    for (name, body, headers, code) in cases {
+        let (status, json) = post_with_headers(&app, body, &headers).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {json}");
+        assert_eq!((json["success"].as_bool(), json["error"].as_str()), (Some(false), Some(code)), "{name}");
+        assert_eq!(json["log_index"], Value::Null, "{name}");
+        assert!(!json["message"].as_str().unwrap_or_default().is_empty(), "{name} explains itself");
+    }
+    // A request id of any other type is a body error like any other field's.
+    let (status, json) = post_json(&app, "/events", json!({ "event": join_event(1)["event"], "request_id": 5 })).await;
+    assert_eq!((status, json["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
+    assert!(node.state.events.is_empty(), "a refused event was committed");
+    // The longest id allowed is fine.
+    let longest = "y".repeat(super::MAX_REQUEST_ID_BYTES);
+    assert_eq!(post_json(&app, "/events", with_id(join_event(1), &longest)).await.0, StatusCode::OK);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_repeated_request_id_is_answered_with_the_original_log_index_and_appended_once() {
+    let (node, app, _data) = single_node().await;
+    let (status, first) = post_json(&app, "/events", with_id(join_event(1), "c1-17")).await;
+    assert_eq!(status, StatusCode::OK);
+    let index = first["log_index"].as_u64().unwrap();
+    assert_eq!(
+        first,
+        json!({ "success": true, "message": format!("Event committed at log index {index}"), "log_index": index, "duplicate": false })
+    );
+    let duplicate_answer = json!({
+        "success": true,
+        "message": format!("Duplicate of request c1-17: event committed at log index {index}"),
+        "log_index": index,
+        "duplicate": true,
+    });
+    // Again in the body, then in the header, then in both: with a different
+    // event each time, still the first event's answer.
+    assert_eq!(
+        post_json(&app, "/events", with_id(join_event(2), "c1-17")).await,
+        (StatusCode::OK, duplicate_answer.clone())
+    );
+    assert_eq!(
+        post_with_headers(&app, join_event(3), &[("idempotency-key", b"c1-17")]).await,
+        (StatusCode::OK, duplicate_answer.clone())
+    );
+    assert_eq!(
+        post_with_headers(&app, with_id(join_event(4), "c1-17"), &[("Idempotency-Key", b"c1-17")]).await,
+        (StatusCode::OK, duplicate_answer)
+    );
+    // A new id through the header alone is a new event.
+    let (status, other) = post_with_headers(&app, join_event(5), &[("idempotency-key", b"c1-18")]).await;
+    assert_eq!((status, other["duplicate"].as_bool()), (StatusCode::OK, Some(false)));
+    assert!(other["log_index"].as_u64().unwrap() > index);
+
+    let (_, events) = call(&app, "GET", "/events", None, b"").await;
+    assert_eq!(events, json!({ "events": [join_event(1)["event"], join_event(5)["event"]], "count": 2 }));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_assigned_id_sent_again_is_the_same_write_and_the_answer_stays_the_designs() {
+    // What a node's own retry looks like to the leader: the same assigned id.
+    let (node, app, _data) = single_node().await;
+    let assigned: &[(&str, &[u8])] = &[(super::ASSIGNED_ID_HEADER, b"auto-9-0123456789abcdef0123456789abcdef")];
+    let (status, first) = post_with_headers(&app, join_event(1), assigned).await;
+    assert_eq!(status, StatusCode::OK);
+    let index = first["log_index"].as_u64().unwrap();
+    let design =
+        json!({ "success": true, "message": format!("Event committed at log index {index}"), "log_index": index });
+    assert_eq!(first, design);
+    assert_eq!(post_with_headers(&app, join_event(1), assigned).await, (StatusCode::OK, design));
+    assert_eq!(node.state.events.len(), 1, "the retry appended nothing");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn ephemeral_events_accept_a_request_id_and_ignore_it() {
+    let (node, app, _data) = single_node().await;
+    let moved = json!({ "event": { "Ephemeral": { "PlayerMove": { "player_id": 4, "x": 1.0, "y": 2.5, "z": 3.0, "timestamp": 9 } } } });
+    for _ in 0..2 {
+        let answer = post_json(&app, "/events", with_id(moved.clone(), "m-1")).await;
+        assert_eq!(
+            answer,
+            (
+                StatusCode::OK,
+                json!({ "success": true, "message": "Ephemeral event accepted by leader 1", "log_index": null })
+            )
+        );
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_log_lists_events_with_position_log_index_and_request_id() {
+    let (node, app, _data) = single_node().await;
+    let (_, with) = post_json(&app, "/events", with_id(join_event(1), "c1-17")).await;
+    let (_, without) = post_json(&app, "/events", join_event(2)).await;
+    let (with, without) = (with["log_index"].as_u64().unwrap(), without["log_index"].as_u64().unwrap());
+
+    let (status, page) = call(&app, "GET", "/log", None, b"").await;
+    assert_eq!(status, StatusCode::OK);
+    let assigned = page["entries"][1]["request_id"].as_str().expect("an assigned id").to_string();
+    assert!(
+        assigned.starts_with("auto-1-") && assigned.len() == "auto-1-".len() + 32,
+        "a write without an id shows the id its node assigned: {assigned}"
+    );
+    assert_eq!(
+        page,
+        json!({
+            "entries": [
+                { "position": 0, "log_index": with, "request_id": "c1-17", "event": join_event(1)["event"] },
+                { "position": 1, "log_index": without, "request_id": assigned, "event": join_event(2)["event"] },
+            ],
+            "count": 2, "from": 0, "next": 2, "total": 2,
+        })
+    );
+    let (_, second) = call(&app, "GET", "/log?from=1&limit=5", None, b"").await;
+    assert_eq!(
+        (second["count"].as_u64(), second["from"].as_u64(), second["next"].as_u64()),
+        (Some(1), Some(1), Some(2))
+    );
+    assert_eq!(second["entries"][0]["position"], 1);
+    let (_, past_end) = call(&app, "GET", "/log?from=9", None, b"").await;
+    assert_eq!(past_end, json!({ "entries": [], "count": 0, "from": 9, "next": 9, "total": 2 }));
+    let (status, bad) = call(&app, "GET", "/log?limit=-1", None, b"").await;
+    assert_eq!((status, bad["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
+    assert_eq!(bad["log_index"], Value::Null);
+    node.shutdown().await;
+}
