@@ -1,0 +1,218 @@
+//! Where the nodes run, and the network faults between them.
+//!
+//! With root and iproute2, each node gets its own network namespace with its
+//! own address on a bridge and uses the design's ports (5000 for Raft, 8080
+//! for HTTP), as separate ECS tasks would. The harness stays in the host
+//! namespace and reaches every node through the bridge, so partitions and
+//! packet loss (iptables rules inside a node's namespace, matching peer
+//! addresses only) cut peers off from each other while clients still reach
+//! every node, as in Jepsen.
+//!
+//! Without namespaces, nodes listen on 127.0.0.x; partitions and loss are then
+//! unavailable and the nemesis skips them (it says so).
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use tokio::process::Command;
+
+/// One node's host.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub id: u64,
+    pub ip: Ipv4Addr,
+    netns: Option<String>,
+}
+
+impl Host {
+    pub fn http_addr(&self) -> String {
+        format!("{}:8080", self.ip)
+    }
+    pub fn raft_addr(&self) -> String {
+        format!("{}:5000", self.ip)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("`{command}` failed: {detail}")]
+    Command { command: String, detail: String },
+}
+
+/// The hosts of one run.
+#[derive(Debug)]
+pub struct Hosts {
+    pub hosts: Vec<Host>,
+    bridge: Option<String>,
+    /// Why the run is on loopback, if it is.
+    pub loopback_reason: Option<String>,
+}
+
+impl Hosts {
+    /// Namespaces on a fresh bridge if possible, else loopback addresses.
+    pub async fn create(nodes: usize, force_loopback: bool) -> Hosts {
+        if force_loopback {
+            return Self::loopback(nodes, "--loopback was given".into());
+        }
+        match Self::namespaces(nodes).await {
+            Ok(hosts) => hosts,
+            Err((partial, err)) => {
+                partial.destroy().await;
+                Self::loopback(nodes, format!("cannot create network namespaces ({err}); needs root and iproute2"))
+            }
+        }
+    }
+
+    fn loopback(nodes: usize, reason: String) -> Hosts {
+        let hosts = (1..=nodes as u64).map(|id| Host { id, ip: Ipv4Addr::new(127, 0, 0, 10 + id as u8), netns: None });
+        Hosts { hosts: hosts.collect(), bridge: None, loopback_reason: Some(reason) }
+    }
+
+    async fn namespaces(nodes: usize) -> Result<Hosts, (Hosts, HostError)> {
+        // Names and the subnet come from the pid, so concurrent runs do not clash.
+        let pid = std::process::id();
+        let tag = format!("{:04x}", pid & 0xffff);
+        let subnet = 100 + (pid % 100) as u8;
+        let bridge = format!("grbr{tag}");
+        let mut hosts = Hosts { hosts: Vec::new(), bridge: None, loopback_reason: None };
+        let host_ip = format!("10.77.{subnet}.254/24");
+        let steps: Vec<Vec<String>> = vec![
+            args(&["ip", "link", "add", &bridge, "type", "bridge"]),
+            args(&["ip", "link", "set", &bridge, "up"]),
+            args(&["ip", "addr", "add", &host_ip, "dev", &bridge]),
+        ];
+        for step in steps {
+            if let Err(err) = run(&step).await {
+                return Err((hosts, err));
+            }
+            hosts.bridge = Some(bridge.clone());
+        }
+        for id in 1..=nodes as u64 {
+            let netns = format!("gr{tag}n{id}");
+            let (outside, inside) = (format!("gr{tag}h{id}"), format!("gr{tag}p{id}"));
+            let ip = Ipv4Addr::new(10, 77, subnet, id as u8);
+            let cidr = format!("{ip}/24");
+            if let Err(err) = run(&args(&["ip", "netns", "add", &netns])).await {
+                return Err((hosts, err));
+            }
+            hosts.hosts.push(Host { id, ip, netns: Some(netns.clone()) });
+            let steps = [
+                args(&["ip", "link", "add", &outside, "type", "veth", "peer", "name", &inside]),
+                args(&["ip", "link", "set", &inside, "netns", &netns]),
+                args(&["ip", "link", "set", &outside, "master", &bridge, "up"]),
+                args(&["ip", "-n", &netns, "addr", "add", &cidr, "dev", &inside]),
+                args(&["ip", "-n", &netns, "link", "set", &inside, "up"]),
+                args(&["ip", "-n", &netns, "link", "set", "lo", "up"]),
+                args(&["ip", "netns", "exec", &netns, "iptables", "-F"]),
+            ];
+            for step in steps {
+                if let Err(err) = run(&step).await {
+                    return Err((hosts, err));
+                }
+            }
+        }
+        Ok(hosts)
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.id == id)
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.hosts.iter().map(|h| h.id).collect()
+    }
+
+    /// Whether partitions and packet loss can be injected.
+    pub fn has_network_faults(&self) -> bool {
+        self.loopback_reason.is_none()
+    }
+
+    /// A command that runs `program` on node `id`'s host.
+    pub fn command(&self, id: u64, program: &Path) -> Command {
+        match self.get(id).and_then(|h| h.netns.as_deref()) {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// Cuts every pair of nodes that share no group: `[[1,2],[2,3]]` lets 2
+    /// talk to both while 1 and 3 are cut off from each other.
+    pub async fn partition(&self, groups: &[Vec<u64>]) -> Result<(), HostError> {
+        for a in &self.hosts {
+            for b in &self.hosts {
+                let together = groups.iter().any(|g| g.contains(&a.id) && g.contains(&b.id));
+                if a.id != b.id && !together {
+                    self.iptables(a, &["-A", "INPUT", "-s", &b.ip.to_string(), "-j", "DROP"]).await?;
+                    self.iptables(a, &["-A", "OUTPUT", "-d", &b.ip.to_string(), "-j", "DROP"]).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops `percent`% of the packets node `id` sends to its peers.
+    pub async fn lose(&self, id: u64, percent: u32) -> Result<(), HostError> {
+        let Some(a) = self.get(id) else { return Ok(()) };
+        let probability = format!("{:.2}", f64::from(percent) / 100.0);
+        for b in self.hosts.iter().filter(|b| b.id != id) {
+            let ip = b.ip.to_string();
+            let rule =
+                ["-A", "OUTPUT", "-d", &ip, "-m", "statistic", "--mode", "random", "--probability", &probability];
+            let mut rule = rule.to_vec();
+            rule.extend(["-j", "DROP"]);
+            self.iptables(a, &rule).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every partition and loss rule.
+    pub async fn heal(&self) -> Result<(), HostError> {
+        for host in &self.hosts {
+            self.iptables(host, &["-F"]).await?;
+        }
+        Ok(())
+    }
+
+    async fn iptables(&self, host: &Host, rule: &[&str]) -> Result<(), HostError> {
+        let Some(netns) = &host.netns else { return Ok(()) };
+        let mut command = args(&["ip", "netns", "exec", netns, "iptables"]);
+        command.extend(rule.iter().map(|s| s.to_string()));
+        run(&command).await
+    }
+
+    /// Deletes the namespaces and the bridge (their veths go with them).
+    pub async fn destroy(&self) {
+        for host in &self.hosts {
+            if let Some(netns) = &host.netns {
+                let _ = run(&args(&["ip", "netns", "del", netns])).await;
+            }
+        }
+        if let Some(bridge) = &self.bridge {
+            let _ = run(&args(&["ip", "link", "del", bridge])).await;
+        }
+    }
+}
+
+fn args(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+async fn run(command: &[String]) -> Result<(), HostError> {
+    let rendered = command.join(" ");
+    let Some((program, rest)) = command.split_first() else { return Ok(()) };
+    let output = Command::new(program)
+        .args(rest)
+        .output()
+        .await
+        .map_err(|e| HostError::Command { command: rendered.clone(), detail: e.to_string() })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let detail = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        Err(HostError::Command { command: rendered, detail: format!("{}: {detail}", output.status) })
+    }
+}

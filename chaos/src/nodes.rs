@@ -1,0 +1,244 @@
+//! The gameraft processes: start, kill -9, pause, wipe, and asking who leads.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::Deserialize;
+use tokio::process::Child;
+use tokio::time::Instant;
+
+use crate::hosts::Hosts;
+
+/// What `GET /status` says (the fields the harness needs).
+#[derive(Debug, Deserialize)]
+pub struct Status {
+    pub is_leader: bool,
+    pub current_term: u64,
+    pub event_count: u64,
+}
+
+struct Running {
+    child: Child,
+    paused: bool,
+}
+
+/// Every node of the run and its process.
+pub struct Nodes {
+    pub hosts: Hosts,
+    binary: PathBuf,
+    out_dir: PathBuf,
+    running: Mutex<HashMap<u64, Running>>,
+    incarnations: Mutex<HashMap<u64, u32>>,
+    http: reqwest::Client,
+}
+
+impl Nodes {
+    pub fn new(hosts: Hosts, binary: PathBuf, out_dir: PathBuf) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(1))
+            .build()?;
+        Ok(Self { hosts, binary, out_dir, running: Mutex::default(), incarnations: Mutex::default(), http })
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.hosts.ids()
+    }
+
+    pub fn http_addr(&self, id: u64) -> String {
+        self.hosts.get(id).map(|h| h.http_addr()).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.out_dir.join(format!("node-{id}"))
+    }
+
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.out_dir.join(format!("node-{id}.log"))
+    }
+
+    pub fn delay_file(&self, id: u64) -> PathBuf {
+        self.out_dir.join(format!("node-{id}.delay"))
+    }
+
+    /// How many times node `id`'s process has been started.
+    pub fn incarnation(&self, id: u64) -> u32 {
+        lock(&self.incarnations).get(&id).copied().unwrap_or(0)
+    }
+
+    /// Whether node `id`'s process is alive (a process that exited on its
+    /// own, say after a failed join, is forgotten here).
+    pub fn is_running(&self, id: u64) -> bool {
+        let mut running = lock(&self.running);
+        let exited = match running.get_mut(&id) {
+            None => return false,
+            Some(node) => !matches!(node.child.try_wait(), Ok(None)),
+        };
+        if exited {
+            running.remove(&id);
+        }
+        !exited
+    }
+
+    pub fn is_paused(&self, id: u64) -> bool {
+        lock(&self.running).get(&id).is_some_and(|r| r.paused)
+    }
+
+    /// Starts node `id` on its data directory; `join` names the node whose
+    /// API it joins through when the directory is new.
+    pub fn start(&self, id: u64, join: Option<u64>) -> anyhow::Result<()> {
+        let host = self.hosts.get(id).context("no such node")?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id))?;
+        let mut command = self.hosts.command(id, &self.binary);
+        command
+            .arg("serve")
+            .args(["--id", &id.to_string()])
+            .args(["--http-addr", &host.http_addr()])
+            .args(["--raft-addr", &host.raft_addr()])
+            .arg("--data-dir")
+            .arg(self.data_dir(id))
+            .arg("--fault-peer-delay-file")
+            .arg(self.delay_file(id))
+            .env("RUST_LOG", std::env::var("CHAOS_NODE_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(seed) = join {
+            command.args(["--join", &format!("http://{}", self.http_addr(seed))]);
+        }
+        let child = command.spawn().with_context(|| format!("starting {}", self.binary.display()))?;
+        lock(&self.running).insert(id, Running { child, paused: false });
+        *lock(&self.incarnations).entry(id).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// `kill -9` (a paused process dies too) and waits for it to be gone.
+    pub async fn kill(&self, id: u64) {
+        let running = lock(&self.running).remove(&id);
+        if let Some(mut running) = running {
+            let _ = running.child.start_kill();
+            let _ = running.child.wait().await;
+        }
+    }
+
+    pub fn pause(&self, id: u64) -> bool {
+        self.signal(id, Signal::SIGSTOP, true)
+    }
+
+    pub fn resume(&self, id: u64) -> bool {
+        self.signal(id, Signal::SIGCONT, false)
+    }
+
+    fn signal(&self, id: u64, signal: Signal, paused: bool) -> bool {
+        let mut running = lock(&self.running);
+        let Some(node) = running.get_mut(&id) else { return false };
+        let Some(pid) = node.child.id() else { return false };
+        let sent = kill(Pid::from_raw(pid as i32), signal).is_ok();
+        if sent {
+            node.paused = paused;
+        }
+        sent
+    }
+
+    /// Removes node `id`'s data directory (the node must be stopped).
+    pub fn wipe(&self, id: u64) -> anyhow::Result<()> {
+        let dir = self.data_dir(id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("wiping {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    pub async fn status(&self, id: u64) -> Option<Status> {
+        let url = format!("http://{}/status", self.http_addr(id));
+        let response = self.http.get(url).send().await.ok()?;
+        response.json().await.ok()
+    }
+
+    /// The node that says it leads with the highest term, among those that
+    /// answer.
+    pub async fn leader(&self) -> Option<u64> {
+        let mut best: Option<(u64, u64)> = None;
+        for id in self.ids() {
+            if !self.is_running(id) || self.is_paused(id) {
+                continue;
+            }
+            if let Some(status) = self.status(id).await {
+                if status.is_leader && best.is_none_or(|(term, _)| status.current_term > term) {
+                    best = Some((status.current_term, id));
+                }
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    /// Waits until some node leads and every node in `voters` is a voter.
+    pub async fn wait_for_voters(&self, voters: &[u64], within: Duration) -> anyhow::Result<()> {
+        #[derive(Deserialize)]
+        struct NodesResponse {
+            leader: Option<u64>,
+            nodes: Vec<NodeInfo>,
+        }
+        #[derive(Deserialize)]
+        struct NodeInfo {
+            id: u64,
+            role: String,
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(leader) = self.leader().await {
+                let url = format!("http://{}/nodes", self.http_addr(leader));
+                if let Ok(response) = self.http.get(url).send().await {
+                    if let Ok(nodes) = response.json::<NodesResponse>().await {
+                        let is_voter = |id: &u64| nodes.nodes.iter().any(|n| n.id == *id && n.role == "voter");
+                        if nodes.leader.is_some() && voters.iter().all(is_voter) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("nodes {voters:?} were not all voters within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Kills every process (the namespaces are removed by the caller).
+    pub async fn stop_all(&self) {
+        for id in self.ids() {
+            self.resume(id);
+            self.kill(id).await;
+        }
+    }
+
+    /// Lines of node logs that show a panic.
+    pub fn panics(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for id in self.ids() {
+            let Ok(text) = std::fs::read_to_string(self.log_path(id)) else { continue };
+            for line in text.lines().filter(|l| l.contains("panicked")) {
+                found.push(format!("node {id}: {line}"));
+            }
+        }
+        found
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The `gameraft` binary next to this one (same cargo target directory).
+pub fn default_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join("gameraft"), dir.join("../gameraft")].into_iter().find(|p| Path::new(p).is_file())
+}

@@ -1,0 +1,160 @@
+//! The summary table a run prints and leaves in `summary.txt`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use gameraft_chaos::checker::Report;
+use gameraft_chaos::history::{History, OpKind, Outcome};
+
+use crate::nemesis::{FaultKind, FaultRecord};
+use crate::run::Options;
+
+/// What the healed cluster did.
+pub struct Liveness {
+    /// Time from the heal to the barrier write's acknowledgement.
+    pub barrier_ms: Option<u64>,
+    /// Time from the heal until every node held the same events.
+    pub converged_ms: Option<u64>,
+    /// Panic lines found in node logs.
+    pub panics: Vec<String>,
+}
+
+pub struct Summary<'a> {
+    seed: u64,
+    nodes: usize,
+    duration_secs: u64,
+    namespaces: bool,
+    faults: BTreeMap<FaultKind, u32>,
+    appends: [u64; 3],
+    retried: u64,
+    duplicate_answers: u64,
+    reads: [u64; 3],
+    /// Worst time from a leader fault to the next acknowledged write invoked after it.
+    max_unavailable: Option<(u64, FaultKind, u64)>,
+    report: &'a Report,
+    liveness: Liveness,
+}
+
+fn slot(outcome: &Outcome) -> usize {
+    match outcome {
+        Outcome::Ok => 0,
+        Outcome::Fail => 1,
+        Outcome::Unknown => 2,
+    }
+}
+
+impl<'a> Summary<'a> {
+    pub fn new(
+        options: &Options,
+        namespaces: bool,
+        history: &History,
+        report: &'a Report,
+        faults: BTreeMap<FaultKind, u32>,
+        records: &[FaultRecord],
+        liveness: Liveness,
+    ) -> Self {
+        let (mut appends, mut reads, mut retried, mut duplicate_answers) = ([0; 3], [0; 3], 0, 0);
+        let mut acknowledged: Vec<(u64, u64)> = Vec::new();
+        for op in &history.ops {
+            match &op.kind {
+                OpKind::Append { attempts, duplicate, .. } => {
+                    appends[slot(&op.outcome)] += 1;
+                    retried += u64::from(*attempts > 1);
+                    duplicate_answers += u64::from(*duplicate);
+                    if op.outcome == Outcome::Ok {
+                        acknowledged.push((op.invoke_ns, op.complete_ns));
+                    }
+                }
+                OpKind::Read { .. } => reads[slot(&op.outcome)] += 1,
+            }
+        }
+        let max_unavailable = records
+            .iter()
+            .filter(|r| r.phase == "start" && r.kind.hits_leader())
+            .filter_map(|r| {
+                let next_ack =
+                    acknowledged.iter().filter(|(invoke, _)| *invoke >= r.t_ns).map(|(_, complete)| *complete).min()?;
+                Some((next_ack - r.t_ns, r.kind, r.t_ns))
+            })
+            .max();
+        Summary {
+            seed: options.seed,
+            nodes: options.nodes,
+            duration_secs: options.duration.as_secs(),
+            namespaces,
+            faults,
+            appends,
+            retried,
+            duplicate_answers,
+            reads,
+            max_unavailable,
+            report,
+            liveness,
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.report.passed()
+            && self.liveness.barrier_ms.is_some()
+            && self.liveness.converged_ms.is_some()
+            && self.liveness.panics.is_empty()
+    }
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stats = &self.report.stats;
+        let hosts = if self.namespaces { "network namespaces" } else { "loopback" };
+        writeln!(
+            f,
+            "== gameraft chaos: seed {}, {} nodes on {hosts}, {} s of faults ==",
+            self.seed, self.nodes, self.duration_secs
+        )?;
+        let faults: Vec<String> = self.faults.iter().map(|(kind, n)| format!("{} {n}", kind_name(*kind))).collect();
+        let total: u32 = self.faults.values().sum();
+        let rows = [
+            ("faults injected", format!("{total}: {}", faults.join(", "))),
+            (
+                "appends",
+                format!(
+                    "ok {}, fail {}, unknown {} ({} retried, {} answered as duplicates)",
+                    self.appends[0], self.appends[1], self.appends[2], self.retried, self.duplicate_answers
+                ),
+            ),
+            ("reads", format!("ok {}, failed {}, spanning a restart {}", self.reads[0], self.reads[1], self.reads[2])),
+            ("acknowledged events", stats.acknowledged_events.to_string()),
+            ("lost", stats.lost.to_string()),
+            ("duplicated", stats.duplicated.to_string()),
+            ("reordered", stats.reordered.to_string()),
+            ("final log (events)", stats.final_log_len.to_string()),
+            (
+                "max unavailability after a leader fault",
+                match self.max_unavailable {
+                    Some((ns, kind, at)) => {
+                        format!("{} ms ({} at {:.1} s)", ns / 1_000_000, kind_name(kind), at as f64 / 1e9)
+                    }
+                    None => "no leader fault".into(),
+                },
+            ),
+            ("healed: barrier write acknowledged", ms(self.liveness.barrier_ms)),
+            ("healed: every node converged", ms(self.liveness.converged_ms)),
+            ("panics in node logs", self.liveness.panics.len().to_string()),
+        ];
+        for (name, value) in rows {
+            writeln!(f, "{name:<42} {value}")?;
+        }
+        for panic in self.liveness.panics.iter().take(5) {
+            writeln!(f, "  {panic}")?;
+        }
+        write!(f, "{}", self.report)?;
+        writeln!(f, "verdict: {}", if self.passed() { "PASS" } else { "FAIL" })
+    }
+}
+
+fn ms(value: Option<u64>) -> String {
+    value.map(|ms| format!("after {ms} ms")).unwrap_or_else(|| "NO (within 60 s)".into())
+}
+
+fn kind_name(kind: FaultKind) -> String {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
