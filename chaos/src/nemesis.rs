@@ -122,7 +122,13 @@ impl Nemesis {
 
     /// Injects faults until `until`, then returns with everything healed.
     pub async fn run(&mut self, until: Instant) {
-        let mut round: Vec<FaultKind> = FaultKind::ALL.to_vec();
+        let network = self.nodes.hosts.has_network_faults();
+        let (kinds, skipped): (Vec<FaultKind>, Vec<FaultKind>) =
+            FaultKind::ALL.iter().partition(|kind| network || !kind.needs_network());
+        for kind in skipped {
+            self.record(kind, "skipped", vec![], "no network namespaces");
+        }
+        let mut round = kinds.clone();
         round.shuffle(&mut self.rng);
         let mut queue = round.into_iter();
         while Instant::now() < until && !self.workload.stop.load(Ordering::Relaxed) {
@@ -131,17 +137,13 @@ impl Nemesis {
             if Instant::now() >= until {
                 break;
             }
-            let kind = queue.next().unwrap_or_else(|| FaultKind::ALL[self.rng.gen_range(0..FaultKind::ALL.len())]);
+            let kind = queue.next().unwrap_or_else(|| kinds[self.rng.gen_range(0..kinds.len())]);
             let hold = Duration::from_millis(self.rng.gen_range(4_000..8_000));
             self.inject(kind, hold).await;
         }
     }
 
     async fn inject(&mut self, kind: FaultKind, hold: Duration) {
-        if kind.needs_network() && !self.nodes.hosts.has_network_faults() {
-            self.record(kind, "skipped", vec![], "no network namespaces");
-            return;
-        }
         let ids = self.nodes.ids();
         let leader = self.nodes.leader().await;
         let random = ids[self.rng.gen_range(0..ids.len())];
