@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use gameraft::client::Client;
+use gameraft::api::{LogEntry, LogPage};
+use gameraft::client::{Client, ClientError, RawResponse};
 use gameraft::event::{CriticalEvent, GameEvent};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -59,6 +60,33 @@ pub fn tag_of(event: &GameEvent) -> u64 {
     match event {
         GameEvent::Critical(CriticalEvent::ScoreUpdate { player_id, .. }) => *player_id,
         other => panic!("unexpected event in the log: {other:?}"),
+    }
+}
+
+/// `POST /events` with `event` under the client request id `id` (in the body).
+pub async fn post_with_id(client: &Client, event: &GameEvent, id: &str) -> Result<RawResponse, ClientError> {
+    let body = serde_json::json!({ "event": event, "request_id": id });
+    client.post_raw("/events", "application/json", body.to_string().into_bytes()).await
+}
+
+/// Node `client`'s whole `GET /log`, read page by page.
+pub async fn full_log(client: &Client) -> Result<Vec<LogEntry>, String> {
+    let mut entries = Vec::new();
+    loop {
+        let path = format!("/log?from={}", entries.len());
+        let raw = client.get(&path).await.map_err(|e| e.to_string())?;
+        if raw.status != 200 {
+            return Err(format!("GET {path}: {} {}", raw.status, raw.body));
+        }
+        let page: LogPage = serde_json::from_value(raw.body).map_err(|e| format!("GET {path}: {e}"))?;
+        if page.from != entries.len() as u64 {
+            return Err(format!("GET {path}: page starts at {}", page.from));
+        }
+        let done = page.count == 0 || page.next >= page.total;
+        entries.extend(page.entries);
+        if done {
+            return Ok(entries);
+        }
     }
 }
 
@@ -268,6 +296,29 @@ impl TestCluster {
             }
             let complete = lists.iter().all(|(_, events)| events.len() == longest.len())
                 && longest.iter().any(|e| tag_of(e) == barrier);
+            complete.then(|| longest.clone())
+        })
+        .await
+    }
+
+    /// Waits until every running node's `GET /log` holds the same entries,
+    /// including the one with request id `barrier`; returns them. Asserts on
+    /// every poll that each node's log is a prefix of the longest.
+    pub async fn converged_log_through(&self, barrier: &str, limit: Duration) -> Vec<LogEntry> {
+        wait_for(&format!("all nodes to hold the same log, through request {barrier}"), limit, || async {
+            let mut logs = Vec::new();
+            for node in self.nodes.values() {
+                logs.push((node.id, full_log(&node.client).await.ok()?));
+            }
+            let (longest_id, longest) = logs.iter().max_by_key(|(_, log)| log.len())?;
+            for (id, log) in &logs {
+                assert!(
+                    longest.starts_with(log),
+                    "node {id}'s log is not a prefix of node {longest_id}'s: the nodes disagree"
+                );
+            }
+            let complete = logs.iter().all(|(_, log)| log.len() == longest.len())
+                && longest.iter().any(|e| e.request_id.as_deref() == Some(barrier));
             complete.then(|| longest.clone())
         })
         .await

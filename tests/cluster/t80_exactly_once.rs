@@ -1,0 +1,322 @@
+//! Exactly-once writes with request ids: a write sent again under the same
+//! id, to any node, after any failure, is in the log once, and every answer
+//! names the log index it is at; the ids survive restarts and snapshots.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use gameraft::api::LogEntry;
+use gameraft::client::Client;
+use gameraft::event::GameEvent;
+use rand::seq::SliceRandom;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::harness::{event, post_with_id, TestCluster};
+
+/// The answer that finally acknowledged a write.
+#[derive(Debug, Clone)]
+struct Acked {
+    log_index: u64,
+    duplicate: bool,
+    /// Answers before it that were failures (timeouts, 503, 504, errors).
+    failures: Vec<String>,
+}
+
+/// Posts `event` under `id` to a random node of `live`, and again with the
+/// same id to another node after each failure, until a 200 (or 60 s).
+async fn write_until_acked(live: &RwLock<BTreeMap<u64, Client>>, id: &str, event: &GameEvent) -> Acked {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut failures = Vec::new();
+    let mut last_node = None;
+    loop {
+        let (node, client) = {
+            let live = live.read().expect("live nodes lock");
+            let others: Vec<u64> = live.keys().copied().filter(|id| Some(*id) != last_node).collect();
+            let pick = others.choose(&mut rand::thread_rng()).or(last_node.as_ref()).copied().expect("a live node");
+            (pick, live.get(&pick).cloned())
+        };
+        let Some(client) = client else {
+            last_node = None;
+            continue;
+        };
+        match post_with_id(&client, event, id).await {
+            Ok(resp) if resp.status == 200 => {
+                let log_index = resp.body["log_index"].as_u64().expect("a 200 carries its log_index");
+                let duplicate = resp.body["duplicate"].as_bool().expect("an answer to a request id says duplicate");
+                let expected = match duplicate {
+                    true => format!("Duplicate of request {id}: event committed at log index {log_index}"),
+                    false => format!("Event committed at log index {log_index}"),
+                };
+                assert_eq!(resp.body["message"], expected.as_str(), "{id}: {}", resp.body);
+                return Acked { log_index, duplicate, failures };
+            }
+            Ok(resp) if [503, 504].contains(&resp.status) => {
+                failures.push(format!("node {node}: {} {}", resp.status, resp.body["error"]))
+            }
+            Ok(resp) => panic!("{id}: node {node} answered {}: {}", resp.status, resp.body),
+            Err(err) => failures.push(format!("node {node}: {err}")),
+        }
+        assert!(Instant::now() < deadline, "{id} not acknowledged in 60 s: {failures:?}");
+        last_node = Some(node);
+        // Pace the retries while the cluster elects a leader.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn live_clients(cluster: &TestCluster) -> Arc<RwLock<BTreeMap<u64, Client>>> {
+    Arc::new(RwLock::new(cluster.nodes.iter().map(|(id, node)| (*id, node.client.clone())).collect()))
+}
+
+/// Request id -> the (position, log_index) of each entry carrying it.
+fn by_request_id(log: &[LogEntry]) -> HashMap<&str, Vec<(u64, u64)>> {
+    let mut ids: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
+    for entry in log {
+        let id = entry.request_id.as_deref().unwrap_or_else(|| panic!("entry without a request id: {entry:?}"));
+        ids.entry(id).or_default().push((entry.position, entry.log_index));
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_id_sent_to_a_follower_and_the_leader_is_one_event() {
+    let cluster = TestCluster::start("exactly-once-routes", 3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+
+    eprintln!("--- the same id through a follower, then the leader (with another event)");
+    let first = post_with_id(cluster.client(follower), &event(1), "same-1").await.expect("post");
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.body["duplicate"], false);
+    let index = first.body["log_index"].as_u64().expect("log_index");
+    let again = post_with_id(cluster.client(leader), &event(2), "same-1").await.expect("post");
+    assert_eq!(
+        again.body,
+        serde_json::json!({
+            "success": true,
+            "message": format!("Duplicate of request same-1: event committed at log index {index}"),
+            "log_index": index,
+            "duplicate": true,
+        })
+    );
+
+    eprintln!("--- one id sent to every node at once: one of them appends it");
+    let racers: Vec<_> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| {
+            let client = cluster.client(id).clone();
+            tokio::spawn(async move { post_with_id(&client, &event(10 + id), "race-1").await.expect("post") })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        let resp = racer.await.expect("racer");
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        answers.push((resp.body["log_index"].as_u64().expect("log_index"), resp.body["duplicate"] == true));
+    }
+    assert_eq!(answers.iter().filter(|(_, duplicate)| !duplicate).count(), 1, "exactly one appended: {answers:?}");
+    assert!(answers.windows(2).all(|w| w[0].0 == w[1].0), "every answer names one log index: {answers:?}");
+
+    let barrier = post_with_id(cluster.client(leader), &event(99), "barrier").await.expect("post");
+    assert_eq!(barrier.status, 200, "{}", barrier.body);
+    let log = cluster.converged_log_through("barrier", Duration::from_secs(30)).await;
+    let ids = by_request_id(&log);
+    assert_eq!(ids["same-1"], vec![(0, index)], "same-1 is in the log once, where its answers said");
+    assert_eq!(ids["race-1"].len(), 1, "race-1 is in the log once: {:?}", ids["race-1"]);
+    assert_eq!(ids["race-1"][0].1, answers[0].0);
+    assert_eq!(log.len(), 3, "same-1, race-1 and the barrier: {log:?}");
+    assert_eq!(log[0].event, event(1), "the first request's event is the one kept");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_retried_with_their_id_through_a_leader_kill_are_each_in_the_log_once() {
+    const WRITERS: u64 = 8;
+    const BEFORE_KILL: u64 = 150;
+    const AFTER_KILL: u64 = 300;
+    let mut cluster = TestCluster::start("exactly-once-leader-kill", 3).await;
+    let live = live_clients(&cluster);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked_tx, mut acked) = watch::channel(0u64);
+    let acked_tx = Arc::new(acked_tx);
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let (live, stop, acked_tx) = (live.clone(), stop.clone(), acked_tx.clone());
+            tokio::spawn(async move {
+                let mut written = Vec::new();
+                for n in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let id = format!("w{writer}-{n}");
+                    let acked = write_until_acked(&live, &id, &event(writer * 1_000_000 + n)).await;
+                    written.push((id, acked));
+                    acked_tx.send_modify(|count| *count += 1);
+                }
+                written
+            })
+        })
+        .collect();
+
+    let limit = Duration::from_secs(60);
+    tokio::time::timeout(limit, acked.wait_for(|n| *n >= BEFORE_KILL))
+        .await
+        .expect("writes acknowledged before the kill")
+        .expect("writers alive");
+    let leader = cluster.leader().await;
+    eprintln!("--- SIGKILL leader {leader} with {WRITERS} writers in flight");
+    let killed = cluster.kill(leader).await;
+    live.write().expect("live nodes lock").remove(&leader);
+    let at_kill = *acked.borrow();
+    tokio::time::timeout(limit, acked.wait_for(|n| *n >= at_kill + AFTER_KILL))
+        .await
+        .expect("writes acknowledged after the kill")
+        .expect("writers alive");
+    stop.store(true, Ordering::Relaxed);
+    let mut written: Vec<(String, Acked)> = Vec::new();
+    for writer in writers {
+        written.extend(writer.await.expect("writer task"));
+    }
+
+    eprintln!("--- a barrier write, then every node's log");
+    let barrier = write_until_acked(&live, "barrier-1", &event(9_000_000)).await;
+    let log = cluster.converged_log_through("barrier-1", Duration::from_secs(30)).await;
+    check_each_id_once_where_acknowledged(&log, &written);
+    assert_eq!(by_request_id(&log)["barrier-1"], vec![(log.len() as u64 - 1, barrier.log_index)]);
+
+    let retried: Vec<&(String, Acked)> = written.iter().filter(|(_, a)| !a.failures.is_empty()).collect();
+    let duplicates = written.iter().filter(|(_, a)| a.duplicate).count();
+    eprintln!(
+        "{} writes, {} retried after a failure, {duplicates} answered as duplicates (their first try had committed)",
+        written.len(),
+        retried.len()
+    );
+    for (id, acked) in retried.iter().take(20) {
+        eprintln!("  {id}: {:?} then log index {} (duplicate: {})", acked.failures, acked.log_index, acked.duplicate);
+    }
+    assert!(!retried.is_empty(), "the kill interrupted no write: the test proved nothing");
+
+    eprintln!("--- the killed node comes back on its data and holds the same log");
+    cluster.restart(&killed).await;
+    live.write().expect("live nodes lock").insert(killed.id, cluster.client(killed.id).clone());
+    write_until_acked(&live, "barrier-2", &event(9_000_001)).await;
+    let after = cluster.converged_log_through("barrier-2", Duration::from_secs(30)).await;
+    assert_eq!(after[..log.len()], log[..], "the restarted node's log differs");
+    assert_eq!(after.len(), log.len() + 1);
+}
+
+/// Every id written is in `log` exactly once, at the log index its writer
+/// was told (whether its answer was a duplicate or not); every entry is one
+/// of them or a barrier; positions count up from 0 with log indexes rising.
+fn check_each_id_once_where_acknowledged(log: &[LogEntry], written: &[(String, Acked)]) {
+    let ids = by_request_id(log);
+    for (id, acked) in written {
+        let found = ids.get(id.as_str()).unwrap_or_else(|| panic!("{id} was acknowledged but is not in the log"));
+        assert_eq!(found.len(), 1, "{id} is in the log {} times: {found:?}", found.len());
+        assert_eq!(found[0].1, acked.log_index, "{id}: told log index {}, the log says {found:?}", acked.log_index);
+    }
+    let known: std::collections::HashSet<&str> = written.iter().map(|(id, _)| id.as_str()).collect();
+    let strangers: Vec<&str> =
+        ids.keys().copied().filter(|id| !known.contains(id) && !id.starts_with("barrier")).collect();
+    assert!(strangers.is_empty(), "entries nobody wrote: {strangers:?}");
+    for (n, entry) in log.iter().enumerate() {
+        assert_eq!(entry.position, n as u64, "positions count up");
+    }
+    assert!(log.windows(2).all(|w| w[0].log_index < w[1].log_index), "log indexes rise with positions");
+}
+
+/// Window 200, a snapshot every 100 entries: the window's ids are still
+/// known after every node is SIGKILLed and restarted, by a follower that
+/// was down while the others purged their logs (it installs a snapshot over
+/// its old state), and by a node that joins afterwards. Every node applies
+/// every repeat, so a node that missed an id would log the event again and
+/// its log would differ from the others'.
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_survive_a_restart_of_every_node_and_reach_nodes_caught_up_by_snapshot() {
+    const WINDOW: u64 = 200;
+    const WRITES: u64 = 300;
+    let mut cluster = TestCluster::start_with(
+        "exactly-once-restart-snapshot",
+        3,
+        &[
+            "--snapshot-after-logs",
+            "100",
+            "--logs-kept-after-snapshot",
+            "10",
+            "--request-id-window",
+            &WINDOW.to_string(),
+        ],
+    )
+    .await;
+    let live = live_clients(&cluster);
+    let mut told = HashMap::new();
+    let mut lagging = None;
+    for n in 0..WRITES {
+        if n == 50 {
+            // A follower down from here misses what the others snapshot and
+            // purge: it comes back through a snapshot over its old state.
+            let leader = cluster.leader().await;
+            let follower = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+            eprintln!("--- SIGKILL follower {follower} after 50 writes; 250 more");
+            live.write().expect("live nodes lock").remove(&follower);
+            lagging = Some(cluster.kill(follower).await);
+        }
+        let acked = write_until_acked(&live, &format!("c-{n}"), &event(n)).await;
+        assert!(!acked.duplicate, "c-{n} is new");
+        told.insert(n, acked.log_index);
+    }
+    let lagging = lagging.expect("a follower was stopped");
+
+    eprintln!("--- SIGKILL the other two, restart all three on their data");
+    let lagging_log_offset = cluster.log_len(lagging.id);
+    for node in cluster.kill_all().await.iter().chain([&lagging]) {
+        cluster.restart(node).await;
+    }
+    cluster.wait_for_voters(3).await;
+    let live = live_clients(&cluster);
+    // 300 events, window 200: positions 100..300 are in it.
+    let repeat = |n: u64| {
+        let live = live.clone();
+        async move { write_until_acked(&live, &format!("c-{n}"), &event(1_000 + n)).await }
+    };
+    let again = repeat(250).await;
+    assert!(again.duplicate && again.log_index == told[&250], "c-250 after the restart: {again:?}");
+    let again = repeat(100).await;
+    assert!(again.duplicate && again.log_index == told[&100], "c-100, the window's oldest: {again:?}");
+    let outside = repeat(99).await;
+    assert!(!outside.duplicate, "c-99 left the window: appended again, {outside:?}");
+
+    eprintln!("--- a fourth node joins after the others purged their logs: it gets a snapshot");
+    let leader = cluster.leader().await;
+    let join = format!("http://{}", cluster.node(leader).http_addr);
+    cluster.spawn(4, Some(join), "127.0.0.1:0", "127.0.0.1:0").await;
+    cluster.wait_for_voters(4).await;
+    let mut live4 = BTreeMap::new();
+    live4.insert(4, cluster.client(4).clone());
+    let via_new_node = RwLock::new(live4);
+    // 301 events now: positions 101..301 are in the window.
+    let again = write_until_acked(&via_new_node, "c-150", &event(2_150)).await;
+    assert!(again.duplicate && again.log_index == told[&150], "c-150 through the new node: {again:?}");
+    let again = write_until_acked(&via_new_node, "c-101", &event(2_101)).await;
+    assert!(again.duplicate && again.log_index == told[&101], "c-101, the window's oldest: {again:?}");
+    let outside = write_until_acked(&via_new_node, "c-100", &event(2_100)).await;
+    assert!(!outside.duplicate, "c-100 left the window: {outside:?}");
+
+    write_until_acked(&live_clients(&cluster), "barrier", &event(9_999)).await;
+    let log = cluster.converged_log_through("barrier", Duration::from_secs(60)).await;
+    let ids = by_request_id(&log);
+    for n in 0..WRITES {
+        let expected = if n == 99 || n == 100 { 2 } else { 1 };
+        let found = &ids[format!("c-{n}").as_str()];
+        assert_eq!(found.len(), expected, "c-{n}: {found:?}");
+        assert_eq!(found[0], (n, told[&n]), "c-{n} is where its first answer said");
+    }
+    assert_eq!(log.len() as u64, WRITES + 3, "300 ids, c-99 and c-100 again, the barrier");
+    let lagging_log = cluster.log_since(lagging.id, lagging_log_offset);
+    assert!(lagging_log.contains("installed snapshot"), "node {} caught up without a snapshot", lagging.id);
+    let node4_log = cluster.log_since(4, 0);
+    assert!(node4_log.contains("installed snapshot"), "node 4 caught up without a snapshot:\n{node4_log}");
+}
