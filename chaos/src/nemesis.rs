@@ -73,6 +73,8 @@ impl FaultKind {
 #[derive(Debug, Clone, Serialize)]
 pub struct FaultRecord {
     pub t_ns: u64,
+    /// Wall-clock time, to find the moment in the node logs.
+    pub unix_ms: u64,
     pub kind: FaultKind,
     /// `start`, `heal`, or `skipped`.
     pub phase: &'static str,
@@ -104,7 +106,11 @@ impl Nemesis {
     }
 
     fn record(&self, kind: FaultKind, phase: &'static str, targets: Vec<u64>, detail: impl Into<String>) {
-        let record = FaultRecord { t_ns: self.workload.now_ns(), kind, phase, targets, detail: detail.into() };
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let record = FaultRecord { t_ns: self.workload.now_ns(), unix_ms, kind, phase, targets, detail: detail.into() };
         println!(
             "[{:>7.1}s] nemesis {:<8} {:?} {:?} {}",
             record.t_ns as f64 / 1e9,
