@@ -189,22 +189,24 @@ async fn an_installed_snapshot_brings_the_ids_of_its_events() {
     }
 }
 
-/// What the rule says for `entries` ((window, id) of one event per entry,
-/// applied in order), computed from the whole event list: per event,
+/// What the rule says for `entries` ((window, ids of its events) per
+/// entry, applied in order), computed from the whole event list: per event,
 /// (is a duplicate, position of the event it is or repeats).
-fn model(entries: &[(u64, Option<u8>)]) -> Vec<(bool, u64)> {
+fn model(entries: &[(u64, Vec<Option<u8>>)]) -> Vec<(bool, u64)> {
     let mut list: Vec<Option<u8>> = Vec::new();
     let mut out = Vec::new();
-    for (window, id) in entries {
-        let count = list.len() as u64;
-        let oldest = count.saturating_sub(*window) as usize;
-        let original =
-            id.filter(|_| *window > 0).and_then(|id| (oldest..list.len()).rev().find(|p| list[*p] == Some(id)));
-        match original {
-            Some(position) => out.push((true, position as u64)),
-            None => {
-                out.push((false, count));
-                list.push(*id);
+    for (window, ids) in entries {
+        for id in ids {
+            let count = list.len() as u64;
+            let oldest = count.saturating_sub(*window) as usize;
+            let original =
+                id.filter(|_| *window > 0).and_then(|id| (oldest..list.len()).rev().find(|p| list[*p] == Some(id)));
+            match original {
+                Some(position) => out.push((true, position as u64)),
+                None => {
+                    out.push((false, count));
+                    list.push(*id);
+                }
             }
         }
     }
@@ -212,33 +214,44 @@ fn model(entries: &[(u64, Option<u8>)]) -> Vec<(bool, u64)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// Random ids from a small alphabet, windows changing from entry to
-    /// entry (0 included), and the durable store reopened at random points:
+    /// Random ids from a small alphabet in batches of 1-3 events, windows
+    /// changing from entry to entry (0 included), entries applied one or
+    /// several per call, and the durable store reopened at random points:
     /// every decision is the rule's.
     #[test]
-    fn decisions_equal_the_rule_across_window_changes_and_restarts(
-        entries in proptest::collection::vec((0u64..6, proptest::option::weighted(0.9, 0u8..5), any::<bool>()), 1..40)
+    fn decisions_equal_the_rule_across_window_changes_batches_and_restarts(
+        entries in proptest::collection::vec(
+            (0u64..6, proptest::collection::vec(proptest::option::weighted(0.9, 0u8..5), 1..4), 0u8..4),
+            1..40,
+        )
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         runtime.block_on(async {
             let dir = tempfile::tempdir().expect("temp dir");
             let mut sm = GameStateMachine::open(dir.path()).expect("open");
             let mut got = Vec::new();
-            for (n, (window, id, reopen)) in entries.iter().enumerate() {
-                if *reopen {
-                    drop(sm);
-                    sm = GameStateMachine::open(dir.path()).expect("reopen");
+            let mut pending = Vec::new();
+            for (n, (window, ids, step)) in entries.iter().enumerate() {
+                let names: Vec<Option<String>> = ids.iter().map(|id| id.map(|id| format!("id{id}"))).collect();
+                let names: Vec<Option<&str>> = names.iter().map(Option::as_deref).collect();
+                pending.push(command(n as u64 + 1, *window, &names));
+                // 0: keep batching entries into one apply call; 1: reopen first.
+                if *step == 0 && n + 1 < entries.len() {
+                    continue;
                 }
-                let name = id.map(|id| format!("id{id}"));
-                let outcomes = apply(&mut sm, command(n as u64 + 1, *window, &[name.as_deref()])).await;
-                got.extend(outcomes.into_iter().map(|o| match o {
+                let results = sm.apply(std::mem::take(&mut pending)).await.expect("apply");
+                got.extend(results.into_iter().flat_map(|r| r.events).map(|o| match o {
                     EventOutcome::Appended { position, .. } => (false, position),
                     EventOutcome::Duplicate { position, .. } => (true, position),
                 }));
+                if *step == 1 {
+                    drop(sm);
+                    sm = GameStateMachine::open(dir.path()).expect("reopen");
+                }
             }
-            let rule: Vec<(u64, Option<u8>)> = entries.iter().map(|(w, id, _)| (*w, *id)).collect();
+            let rule: Vec<(u64, Vec<Option<u8>>)> = entries.iter().map(|(w, ids, _)| (*w, ids.clone())).collect();
             assert_eq!(got, model(&rule));
         });
     }

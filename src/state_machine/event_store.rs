@@ -84,9 +84,51 @@ impl AppliedPayload {
     }
 }
 
-/// Events read per step when request ids are loaded from the store, to
-/// bound the memory a large window's read takes.
-const ID_READ_CHUNK: u64 = 4096;
+/// An [`AppliedEntry`] read for its request ids only: the events' bodies
+/// and membership configs are skipped, not parsed.
+#[derive(Deserialize)]
+struct IdsOfEntry {
+    log_id: LogId,
+    first_position: u64,
+    payload: IdsOfPayload,
+}
+
+#[derive(Deserialize)]
+enum IdsOfPayload {
+    Blank,
+    Membership(serde::de::IgnoredAny),
+    Events(Vec<serde::de::IgnoredAny>),
+    Proposed { events: Vec<IdOfEvent> },
+}
+
+#[derive(Deserialize)]
+struct IdOfEvent {
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+impl IdsOfPayload {
+    fn into_events(self) -> Vec<IdOfEvent> {
+        match self {
+            IdsOfPayload::Blank | IdsOfPayload::Membership(_) => Vec::new(),
+            IdsOfPayload::Events(events) => events.into_iter().map(|_| IdOfEvent { request_id: None }).collect(),
+            IdsOfPayload::Proposed { events } => events,
+        }
+    }
+}
+
+/// Why a scan for request ids stopped early.
+enum ScanStop {
+    /// Past the last position wanted.
+    Done,
+    Io(io::Error),
+}
+
+impl From<io::Error> for ScanStop {
+    fn from(err: io::Error) -> Self {
+        ScanStop::Io(err)
+    }
+}
 
 /// How far the store has applied, and what that produced.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -245,20 +287,44 @@ impl Generation {
         Ok(out)
     }
 
-    /// The request ids of the events at positions `[from, to)`, oldest first.
+    /// The request ids of the events at positions `[from, to)` (`to <=
+    /// count`), oldest first. One sequential read from the first event's
+    /// record, parsing only the ids: a restart loads a whole window this way.
     fn read_request_ids(&self, from: u64, to: u64, count: u64) -> io::Result<Vec<(String, Seen)>> {
+        if from >= to.min(count) {
+            return Ok(Vec::new());
+        }
+        let mut offset_bytes = [0u8; 8];
+        self.idx.read_exact_at(&mut offset_bytes, from * 8)?;
+        let start = u64::from_le_bytes(offset_bytes);
         let mut ids = Vec::new();
         let mut next = from;
-        while next < to {
-            let events = self.read_events(next, ID_READ_CHUNK.min(to - next), count)?;
-            let Some(last) = events.last() else {
-                return Err(invalid(format!("event {next} of {count} is missing from the store")));
-            };
-            next = last.position + 1;
-            ids.extend(events.into_iter().filter_map(|e| {
-                let seen = Seen { position: e.position, log_index: e.log_index };
-                e.request_id.map(|id| (id, seen))
-            }));
+        let scanned = record::scan(self.dat.reader_at(start), start, |offset, payload| {
+            let entry: IdsOfEntry = serde_json::from_slice(payload).map_err(invalid)?;
+            if entry.first_position >= to {
+                return Err(ScanStop::Done);
+            }
+            let positions = entry.first_position..;
+            for (position, event) in positions.zip(entry.payload.into_events()) {
+                if position < from || position >= to {
+                    continue;
+                }
+                if position != next {
+                    return Err(invalid(format!("record at offset {offset} holds event {position}, not {next}")).into());
+                }
+                next = position + 1;
+                if let Some(id) = event.request_id {
+                    ids.push((id, Seen { position, log_index: entry.log_id.index }));
+                }
+            }
+            Ok(())
+        });
+        match scanned {
+            Err(ScanStop::Io(err)) => return Err(err),
+            Ok(_) | Err(ScanStop::Done) => {}
+        }
+        if next < to {
+            return Err(invalid(format!("events {next}..{to} of {count} are missing from the store")));
         }
         Ok(ids)
     }
