@@ -5,9 +5,10 @@
 //! it depends only on the entries, never on the node, the clock or randomness.
 //!
 //! The events live in an [`event_store`] (on disk for durable nodes, in a
-//! buffer for `--in-memory` ones); memory holds counters and the last window's request ids. Reads
-//! (`GET /events`, `/status`) go through an [`EventLog`] handle that shares
-//! the live generation with the state machine OpenRaft owns.
+//! buffer for `--in-memory` ones); memory holds counters and the last
+//! window's request ids. Reads (`GET /events`, `/log`, `/status`) go through
+//! an [`EventLog`] handle that shares the live generation with the state
+//! machine OpenRaft owns.
 //!
 //! Snapshots are the event file's prefix ([`SnapshotData`]); installing one
 //! switches to a new generation atomically.
