@@ -16,7 +16,8 @@ use openraft::{AnyError, CommittedLeaderId, EntryPayload, ErrorSubject, ErrorVer
 use super::pb;
 use crate::event::CriticalEvent;
 use crate::types::{
-    Command, Entry, LogId, Membership, NodeId, PeerAddr, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+    Command, Entry, LogId, Membership, NodeId, PeerAddr, ProposedEvent, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig, Vote,
 };
 
 /// A protobuf message that does not describe a valid OpenRaft message.
@@ -26,6 +27,8 @@ pub enum ConvertError {
     Missing(&'static str),
     #[error("field `{field}` has unknown value {value}")]
     UnknownEnumValue { field: &'static str, value: i32 },
+    #[error("field `{field}` has {got} values where {expected} are expected")]
+    Length { field: &'static str, expected: usize, got: usize },
 }
 
 impl From<ConvertError> for tonic::Status {
@@ -180,15 +183,40 @@ impl TryFrom<pb::CriticalEvent> for CriticalEvent {
 
 impl From<Command> for pb::Command {
     fn from(command: Command) -> Self {
-        pb::Command { events: command.events.into_iter().map(Into::into).collect() }
+        let (request_ids, events) = command
+            .events
+            .into_iter()
+            .map(|proposed| (proposed.request_id.unwrap_or_default(), proposed.event.into()))
+            .unzip();
+        pb::Command { events, request_ids, request_id_window: command.request_id_window }
     }
 }
 
 impl TryFrom<pb::Command> for Command {
     type Error = ConvertError;
     fn try_from(command: pb::Command) -> Result<Self, ConvertError> {
-        let events = command.events.into_iter().map(CriticalEvent::try_from).collect::<Result<_, _>>()?;
-        Ok(Command { events })
+        // No ids at all: an entry from before request ids existed.
+        let mut request_ids = match command.request_ids.len() {
+            0 => vec![String::new(); command.events.len()],
+            n if n == command.events.len() => command.request_ids,
+            n => {
+                return Err(ConvertError::Length {
+                    field: "command.request_ids",
+                    expected: command.events.len(),
+                    got: n,
+                })
+            }
+        }
+        .into_iter();
+        let events = command
+            .events
+            .into_iter()
+            .map(|event| {
+                let request_id = request_ids.next().filter(|id| !id.is_empty());
+                Ok(ProposedEvent { request_id, event: CriticalEvent::try_from(event)? })
+            })
+            .collect::<Result<_, ConvertError>>()?;
+        Ok(Command { events, request_id_window: command.request_id_window })
     }
 }
 

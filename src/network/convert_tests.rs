@@ -67,7 +67,13 @@ fn membership() -> impl Strategy<Value = Membership> {
 fn entry() -> impl Strategy<Value = Entry> {
     let payload = prop_oneof![
         Just(EntryPayload::Blank),
-        vec(event(), 0..4).prop_map(|events| EntryPayload::Normal(Command { events })),
+        (vec((proptest::option::of("[a-z0-9-]{1,12}"), event()), 0..4), any::<u64>()).prop_map(
+            |(events, request_id_window)| {
+                let events =
+                    events.into_iter().map(|(request_id, event)| ProposedEvent { request_id, event }).collect();
+                EntryPayload::Normal(Command { events, request_id_window })
+            }
+        ),
         membership().prop_map(EntryPayload::Membership),
     ];
     (log_id(), payload).prop_map(|(log_id, payload)| Entry { log_id, payload })
@@ -186,8 +192,15 @@ fn missing_required_fields_are_errors_not_panics() {
     );
     let no_payload = pb::Entry { log_id: Some(pb::LogId::default()), payload: None };
     assert!(matches!(Entry::try_from(no_payload), Err(ConvertError::Missing(_))));
-    let no_kind = pb::Command { events: vec![pb::CriticalEvent { kind: None }] };
+    let no_kind = pb::Command { events: vec![pb::CriticalEvent { kind: None }], ..Default::default() };
     assert_eq!(Command::try_from(no_kind).unwrap_err(), ConvertError::Missing("critical_event.kind"));
+    let leave = pb::CriticalEvent::from(CriticalEvent::PlayerLeave { player_id: 1, timestamp: 2 });
+    let short_ids =
+        pb::Command { events: vec![leave.clone(), leave], request_ids: vec!["a".into()], request_id_window: 5 };
+    assert_eq!(
+        Command::try_from(short_ids).unwrap_err(),
+        ConvertError::Length { field: "command.request_ids", expected: 2, got: 1 }
+    );
     let bad_kind = pb::VoteReply {
         result: Some(pb::vote_reply::Result::Failure(pb::RaftFailure { kind: 42, message: String::new() })),
     };
