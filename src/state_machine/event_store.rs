@@ -28,7 +28,6 @@
 //! state machine's duplicate check, `request_ids.rs`) can be rebuilt from
 //! the file alone: after a restart, or from a received snapshot.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -38,17 +37,17 @@ use super::request_ids::{RequestIds, Seen};
 use super::CommittedEvent;
 use crate::event::CriticalEvent;
 use crate::storage::record::{self, ScanEnd};
-use crate::storage::{atomic_write, read_json, sync_dir, ByteFile, DataDirError};
+use crate::storage::{ByteFile, DataDirError};
 use crate::types::{
     Command, CommandResult, EventOutcome, LogId, Membership, ProposedEvent, SnapshotMeta, StoredMembership,
 };
 
-const CURRENT_FILE: &str = "CURRENT";
-const DAT_FILE: &str = "events.dat";
-const IDX_FILE: &str = "events.idx";
-const SNAPSHOT_FILE: &str = "snapshot.json";
-const INCOMING_PREFIX: &str = "incoming-";
-const GEN_PREFIX: &str = "gen-";
+pub(super) const CURRENT_FILE: &str = "CURRENT";
+pub(super) const DAT_FILE: &str = "events.dat";
+pub(super) const IDX_FILE: &str = "events.idx";
+pub(super) const SNAPSHOT_FILE: &str = "snapshot.json";
+pub(super) const INCOMING_PREFIX: &str = "incoming-";
+pub(super) const GEN_PREFIX: &str = "gen-";
 
 /// One applied Raft entry, as stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -171,7 +170,13 @@ impl Generation {
         Self { dir: None, dat: ByteFile::Memory(std::sync::RwLock::new(bytes)), idx: ByteFile::memory() }
     }
 
-    fn open(dir: &Path) -> io::Result<Self> {
+    /// The same generation after its directory was renamed to `dir` (open
+    /// files follow a rename; only the recorded path changes).
+    pub(super) fn moved_to(self, dir: PathBuf) -> Self {
+        Self { dir: Some(dir), ..self }
+    }
+
+    pub(super) fn open(dir: &Path) -> io::Result<Self> {
         Ok(Self {
             dir: Some(dir.to_path_buf()),
             dat: ByteFile::open(&dir.join(DAT_FILE))?,
@@ -426,125 +431,6 @@ impl Pending {
     }
 }
 
-/// The durable store's directory: generations and the `CURRENT` pointer.
-#[derive(Debug)]
-pub struct StateDir {
-    dir: PathBuf,
-    current: u64,
-}
-
-/// What opening a store found.
-pub struct Recovered {
-    pub generation: Generation,
-    pub state: AppliedState,
-    pub snapshot: Option<SnapshotRecord>,
-    pub request_ids: RequestIds,
-}
-
-impl StateDir {
-    /// Opens the store in `dir`: the live generation, recovered to its last
-    /// whole record. Leftovers of an interrupted install are removed.
-    pub fn open(dir: &Path) -> Result<(Self, Recovered), DataDirError> {
-        fs::create_dir_all(dir).map_err(|e| DataDirError::write(dir, e))?;
-        let current_path = dir.join(CURRENT_FILE);
-        let current = match fs::read_to_string(&current_path) {
-            Ok(name) => parse_generation(name.trim())
-                .ok_or_else(|| DataDirError::corrupt(&current_path, format!("names no generation: {name:?}")))?,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                let first = 1;
-                let gen_dir = dir.join(generation_name(first));
-                if gen_dir.exists() {
-                    fs::remove_dir_all(&gen_dir).map_err(|e| DataDirError::write(&gen_dir, e))?;
-                }
-                fs::create_dir(&gen_dir).map_err(|e| DataDirError::write(&gen_dir, e))?;
-                atomic_write(&current_path, generation_name(first).as_bytes())
-                    .map_err(|e| DataDirError::write(&current_path, e))?;
-                first
-            }
-            Err(err) => return Err(DataDirError::unreadable(&current_path, err)),
-        };
-        let state_dir = Self { dir: dir.to_path_buf(), current };
-        state_dir.remove_leftovers().map_err(|e| DataDirError::write(dir, e))?;
-
-        let gen_dir = state_dir.generation_dir(current);
-        if !gen_dir.is_dir() {
-            return Err(DataDirError::corrupt(
-                dir,
-                format!("{CURRENT_FILE} names {} which is missing", gen_dir.display()),
-            ));
-        }
-        let generation = Generation::open(&gen_dir).map_err(|e| DataDirError::unreadable(&gen_dir, e))?;
-        let snapshot_path = gen_dir.join(SNAPSHOT_FILE);
-        let snapshot: Option<SnapshotRecord> = read_json(&snapshot_path)?;
-        let state = recover(&generation, snapshot.as_ref().map(|s| s.state.clone()), &gen_dir)?;
-        let request_ids = generation.load_request_ids(&state).map_err(|e| read_error(&gen_dir, e))?;
-        Ok((state_dir, Recovered { generation, state, snapshot, request_ids }))
-    }
-
-    /// Writes `snapshot.json` into the live generation.
-    pub fn save_snapshot(&self, generation: &Generation, snapshot: &SnapshotRecord) -> io::Result<()> {
-        let Some(dir) = &generation.dir else { return Ok(()) };
-        let bytes = serde_json::to_vec(snapshot).map_err(io::Error::other)?;
-        atomic_write(&dir.join(SNAPSHOT_FILE), &bytes)
-    }
-
-    /// A fresh directory to receive a snapshot into; returns the path of the
-    /// event file to write.
-    pub fn new_incoming(&self) -> io::Result<PathBuf> {
-        let dir = self.dir.join(format!("{INCOMING_PREFIX}{}", self.current + 1));
-        if dir.exists() {
-            fs::remove_dir_all(&dir)?;
-        }
-        fs::create_dir(&dir)?;
-        Ok(dir.join(DAT_FILE))
-    }
-
-    /// Turns the received event file at `dat_path` into the live generation
-    /// for `meta`. Validates every record first; the switch is one rename of
-    /// `CURRENT`.
-    pub fn install(&mut self, dat_path: &Path, meta: &SnapshotMeta) -> io::Result<(Generation, SnapshotRecord)> {
-        let incoming = dat_path.parent().ok_or_else(|| invalid("snapshot file has no directory"))?.to_path_buf();
-        let generation = Generation::open(&incoming)?;
-        let snapshot = validate_snapshot(&generation, meta)?;
-        generation.sync()?;
-        atomic_write(&incoming.join(SNAPSHOT_FILE), &serde_json::to_vec(&snapshot).map_err(io::Error::other)?)?;
-
-        let next = self.current + 1;
-        let next_dir = self.generation_dir(next);
-        if next_dir.exists() {
-            fs::remove_dir_all(&next_dir)?;
-        }
-        fs::rename(&incoming, &next_dir)?;
-        sync_dir(&self.dir)?;
-        atomic_write(&self.dir.join(CURRENT_FILE), generation_name(next).as_bytes())?;
-        let previous = self.generation_dir(self.current);
-        self.current = next;
-        if let Err(err) = fs::remove_dir_all(&previous) {
-            tracing::warn!(dir = %previous.display(), %err, "cannot remove the replaced state; it is removed at the next start");
-        }
-        // The open files followed the rename; only the recorded path changes.
-        Ok((Generation { dir: Some(next_dir), ..generation }, snapshot))
-    }
-
-    fn generation_dir(&self, generation: u64) -> PathBuf {
-        self.dir.join(generation_name(generation))
-    }
-
-    fn remove_leftovers(&self) -> io::Result<()> {
-        for dirent in fs::read_dir(&self.dir)? {
-            let dirent = dirent?;
-            let name = dirent.file_name().to_string_lossy().into_owned();
-            let stale_generation = parse_generation(&name).is_some_and(|g| g != self.current);
-            if stale_generation || name.starts_with(INCOMING_PREFIX) {
-                fs::remove_dir_all(dirent.path())?;
-            } else if name.ends_with(".tmp") {
-                fs::remove_file(dirent.path())?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Builds the state of a received snapshot held in `generation` (its index
 /// is rebuilt) and checks it ends where `meta` says.
 pub fn validate_snapshot(generation: &Generation, meta: &SnapshotMeta) -> io::Result<SnapshotRecord> {
@@ -571,7 +457,11 @@ pub fn validate_snapshot(generation: &Generation, meta: &SnapshotMeta) -> io::Re
 
 /// Brings `generation` to its last whole record, starting from the
 /// snapshot's state (trusted: it was fsynced) or from nothing.
-fn recover(generation: &Generation, from: Option<AppliedState>, dir: &Path) -> Result<AppliedState, DataDirError> {
+pub(super) fn recover(
+    generation: &Generation,
+    from: Option<AppliedState>,
+    dir: &Path,
+) -> Result<AppliedState, DataDirError> {
     let mut state = from.unwrap_or_default();
     let dat_len = generation.dat.len().map_err(|e| DataDirError::unreadable(dir, e))?;
     if dat_len < state.dat_len {
@@ -594,21 +484,13 @@ fn recover(generation: &Generation, from: Option<AppliedState>, dir: &Path) -> R
     Ok(state)
 }
 
-fn read_error(dir: &Path, err: io::Error) -> DataDirError {
+pub(super) fn read_error(dir: &Path, err: io::Error) -> DataDirError {
     match err.kind() {
         io::ErrorKind::InvalidData => DataDirError::corrupt(dir, err.to_string()),
         _ => DataDirError::unreadable(dir, err),
     }
 }
 
-fn generation_name(generation: u64) -> String {
-    format!("{GEN_PREFIX}{generation:06}")
-}
-
-fn parse_generation(name: &str) -> Option<u64> {
-    name.strip_prefix(GEN_PREFIX)?.parse().ok()
-}
-
-fn invalid(err: impl ToString) -> io::Error {
+pub(super) fn invalid(err: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, err.to_string())
 }

@@ -24,6 +24,7 @@
 mod event_store;
 mod request_ids;
 mod snapshot_data;
+mod state_dir;
 
 use std::io::{self, Cursor};
 use std::path::Path;
@@ -34,9 +35,10 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshot
 use serde::{Deserialize, Serialize};
 
 pub use self::event_store::AppliedState;
-use self::event_store::{Applied, AppliedPayloadIn, Generation, SnapshotRecord, StateDir};
+use self::event_store::{Applied, AppliedPayloadIn, Generation, SnapshotRecord};
 use self::request_ids::RequestIds;
 pub use self::snapshot_data::SnapshotData;
+use self::state_dir::StateDir;
 use crate::event::CriticalEvent;
 use crate::storage::DataDirError;
 use crate::sync::{read, write};

@@ -1,0 +1,141 @@
+//! The durable store's directory: which generation is live (`CURRENT`),
+//! opening and recovering it, and switching to a received snapshot's
+//! generation in one rename. The layout is drawn in `event_store.rs`.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::event_store::{
+    invalid, read_error, recover, validate_snapshot, AppliedState, Generation, SnapshotRecord, CURRENT_FILE, DAT_FILE,
+    GEN_PREFIX, INCOMING_PREFIX, SNAPSHOT_FILE,
+};
+use super::request_ids::RequestIds;
+use crate::storage::{atomic_write, read_json, sync_dir, DataDirError};
+use crate::types::SnapshotMeta;
+
+/// The durable store's directory: generations and the `CURRENT` pointer.
+#[derive(Debug)]
+pub struct StateDir {
+    dir: PathBuf,
+    current: u64,
+}
+
+/// What opening a store found.
+pub struct Recovered {
+    pub generation: Generation,
+    pub state: AppliedState,
+    pub snapshot: Option<SnapshotRecord>,
+    pub request_ids: RequestIds,
+}
+
+impl StateDir {
+    /// Opens the store in `dir`: the live generation, recovered to its last
+    /// whole record. Leftovers of an interrupted install are removed.
+    pub fn open(dir: &Path) -> Result<(Self, Recovered), DataDirError> {
+        fs::create_dir_all(dir).map_err(|e| DataDirError::write(dir, e))?;
+        let current_path = dir.join(CURRENT_FILE);
+        let current = match fs::read_to_string(&current_path) {
+            Ok(name) => parse_generation(name.trim())
+                .ok_or_else(|| DataDirError::corrupt(&current_path, format!("names no generation: {name:?}")))?,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                let first = 1;
+                let gen_dir = dir.join(generation_name(first));
+                if gen_dir.exists() {
+                    fs::remove_dir_all(&gen_dir).map_err(|e| DataDirError::write(&gen_dir, e))?;
+                }
+                fs::create_dir(&gen_dir).map_err(|e| DataDirError::write(&gen_dir, e))?;
+                atomic_write(&current_path, generation_name(first).as_bytes())
+                    .map_err(|e| DataDirError::write(&current_path, e))?;
+                first
+            }
+            Err(err) => return Err(DataDirError::unreadable(&current_path, err)),
+        };
+        let state_dir = Self { dir: dir.to_path_buf(), current };
+        state_dir.remove_leftovers().map_err(|e| DataDirError::write(dir, e))?;
+
+        let gen_dir = state_dir.generation_dir(current);
+        if !gen_dir.is_dir() {
+            return Err(DataDirError::corrupt(
+                dir,
+                format!("{CURRENT_FILE} names {} which is missing", gen_dir.display()),
+            ));
+        }
+        let generation = Generation::open(&gen_dir).map_err(|e| DataDirError::unreadable(&gen_dir, e))?;
+        let snapshot_path = gen_dir.join(SNAPSHOT_FILE);
+        let snapshot: Option<SnapshotRecord> = read_json(&snapshot_path)?;
+        let state = recover(&generation, snapshot.as_ref().map(|s| s.state.clone()), &gen_dir)?;
+        let request_ids = generation.load_request_ids(&state).map_err(|e| read_error(&gen_dir, e))?;
+        Ok((state_dir, Recovered { generation, state, snapshot, request_ids }))
+    }
+
+    /// Writes `snapshot.json` into the live generation.
+    pub fn save_snapshot(&self, generation: &Generation, snapshot: &SnapshotRecord) -> io::Result<()> {
+        let Some(dir) = &generation.dir else { return Ok(()) };
+        let bytes = serde_json::to_vec(snapshot).map_err(io::Error::other)?;
+        atomic_write(&dir.join(SNAPSHOT_FILE), &bytes)
+    }
+
+    /// A fresh directory to receive a snapshot into; returns the path of the
+    /// event file to write.
+    pub fn new_incoming(&self) -> io::Result<PathBuf> {
+        let dir = self.dir.join(format!("{INCOMING_PREFIX}{}", self.current + 1));
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?;
+        }
+        fs::create_dir(&dir)?;
+        Ok(dir.join(DAT_FILE))
+    }
+
+    /// Turns the received event file at `dat_path` into the live generation
+    /// for `meta`. Validates every record first; the switch is one rename of
+    /// `CURRENT`.
+    pub fn install(&mut self, dat_path: &Path, meta: &SnapshotMeta) -> io::Result<(Generation, SnapshotRecord)> {
+        let incoming = dat_path.parent().ok_or_else(|| invalid("snapshot file has no directory"))?.to_path_buf();
+        let generation = Generation::open(&incoming)?;
+        let snapshot = validate_snapshot(&generation, meta)?;
+        generation.sync()?;
+        atomic_write(&incoming.join(SNAPSHOT_FILE), &serde_json::to_vec(&snapshot).map_err(io::Error::other)?)?;
+
+        let next = self.current + 1;
+        let next_dir = self.generation_dir(next);
+        if next_dir.exists() {
+            fs::remove_dir_all(&next_dir)?;
+        }
+        fs::rename(&incoming, &next_dir)?;
+        sync_dir(&self.dir)?;
+        atomic_write(&self.dir.join(CURRENT_FILE), generation_name(next).as_bytes())?;
+        let previous = self.generation_dir(self.current);
+        self.current = next;
+        if let Err(err) = fs::remove_dir_all(&previous) {
+            tracing::warn!(dir = %previous.display(), %err, "cannot remove the replaced state; it is removed at the next start");
+        }
+        Ok((generation.moved_to(next_dir), snapshot))
+    }
+
+    fn generation_dir(&self, generation: u64) -> PathBuf {
+        self.dir.join(generation_name(generation))
+    }
+
+    fn remove_leftovers(&self) -> io::Result<()> {
+        for dirent in fs::read_dir(&self.dir)? {
+            let dirent = dirent?;
+            let name = dirent.file_name().to_string_lossy().into_owned();
+            let stale_generation = parse_generation(&name).is_some_and(|g| g != self.current);
+            if stale_generation || name.starts_with(INCOMING_PREFIX) {
+                fs::remove_dir_all(dirent.path())?;
+            } else if name.ends_with(".tmp") {
+                fs::remove_file(dirent.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn generation_name(generation: u64) -> String {
+    format!("{GEN_PREFIX}{generation:06}")
+}
+
+fn parse_generation(name: &str) -> Option<u64> {
+    name.strip_prefix(GEN_PREFIX)?.parse().ok()
+}
