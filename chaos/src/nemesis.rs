@@ -2,8 +2,8 @@
 //!
 //! The seed fixes which faults come, in what order, with what durations and
 //! which random targets; "the leader" is whoever leads when the fault starts.
-//! The first round injects every kind once (shuffled), so even a short run
-//! covers them all; later rounds pick kinds at random. Each fault is healed
+//! The first round injects every kind once (shuffled), and always
+//! completes, so even a short run covers them all; later rounds pick kinds at random. Each fault is healed
 //! before the next one starts, and every start and heal is logged with its
 //! time to `nemesis.jsonl` and stdout.
 
@@ -137,10 +137,12 @@ impl Nemesis {
         let mut round = kinds.clone();
         round.shuffle(&mut self.rng);
         let mut queue = round.into_iter();
-        while Instant::now() < until && !self.workload.stop.load(Ordering::Relaxed) {
+        // The first round always completes, even past `until`, so every
+        // kind is injected at least once.
+        while (Instant::now() < until || queue.len() > 0) && !self.workload.stop.load(Ordering::Relaxed) {
             let quiet = Duration::from_millis(self.rng.gen_range(2_000..4_000));
             tokio::time::sleep(quiet).await;
-            if Instant::now() >= until {
+            if Instant::now() >= until && queue.len() == 0 {
                 break;
             }
             let kind = queue.next().unwrap_or_else(|| kinds[self.rng.gen_range(0..kinds.len())]);
