@@ -29,8 +29,9 @@ pub struct Summary<'a> {
     retried: u64,
     duplicate_answers: u64,
     reads: [u64; 3],
-    /// Worst time from a leader fault to the next acknowledged write invoked after it.
-    max_unavailable: Option<(u64, FaultKind, u64)>,
+    /// Per leader-fault kind: time from each such fault to the first
+    /// acknowledgement of a write invoked after it, in ns, sorted.
+    unavailable: BTreeMap<FaultKind, Vec<u64>>,
     report: &'a Report,
     liveness: Liveness,
 }
@@ -68,15 +69,21 @@ impl<'a> Summary<'a> {
                 OpKind::Read { .. } => reads[slot(&op.outcome)] += 1,
             }
         }
-        let max_unavailable = records
-            .iter()
-            .filter(|r| r.phase == "start" && r.kind.hits_leader())
-            .filter_map(|r| {
-                let next_ack =
-                    acknowledged.iter().filter(|(invoke, _)| *invoke >= r.t_ns).map(|(_, complete)| *complete).min()?;
-                Some((next_ack - r.t_ns, r.kind, r.t_ns))
-            })
-            .max();
+        // Earliest acknowledgement among writes invoked at or after each
+        // point: sort by invoke time, then a suffix minimum.
+        acknowledged.sort_unstable();
+        let mut earliest_after = vec![u64::MAX; acknowledged.len() + 1];
+        for i in (0..acknowledged.len()).rev() {
+            earliest_after[i] = earliest_after[i + 1].min(acknowledged[i].1);
+        }
+        let mut unavailable: BTreeMap<FaultKind, Vec<u64>> = BTreeMap::new();
+        for record in records.iter().filter(|r| r.phase == "start" && r.kind.hits_leader()) {
+            let first = acknowledged.partition_point(|(invoke, _)| *invoke < record.t_ns);
+            if earliest_after[first] != u64::MAX {
+                unavailable.entry(record.kind).or_default().push(earliest_after[first] - record.t_ns);
+            }
+        }
+        unavailable.values_mut().for_each(|gaps| gaps.sort_unstable());
         Summary {
             seed: options.seed,
             nodes: options.nodes,
@@ -87,7 +94,7 @@ impl<'a> Summary<'a> {
             retried,
             duplicate_answers,
             reads,
-            max_unavailable,
+            unavailable,
             report,
             liveness,
         }
@@ -112,7 +119,7 @@ impl fmt::Display for Summary<'_> {
         )?;
         let faults: Vec<String> = self.faults.iter().map(|(kind, n)| format!("{} {n}", kind_name(*kind))).collect();
         let total: u32 = self.faults.values().sum();
-        let rows = [
+        let mut rows = vec![
             ("faults injected", format!("{total}: {}", faults.join(", "))),
             (
                 "appends",
@@ -127,19 +134,26 @@ impl fmt::Display for Summary<'_> {
             ("duplicated", stats.duplicated.to_string()),
             ("reordered", stats.reordered.to_string()),
             ("final log (events)", stats.final_log_len.to_string()),
-            (
-                "max unavailability after a leader fault",
-                match self.max_unavailable {
-                    Some((ns, kind, at)) => {
-                        format!("{} ms ({} at {:.1} s)", ns / 1_000_000, kind_name(kind), at as f64 / 1e9)
-                    }
-                    None => "no leader fault".into(),
-                },
-            ),
-            ("healed: barrier write acknowledged", ms(self.liveness.barrier_ms)),
-            ("healed: every node converged", ms(self.liveness.converged_ms)),
-            ("panics in node logs", self.liveness.panics.len().to_string()),
         ];
+        for (kind, gaps) in &self.unavailable {
+            let ms = |ns: u64| ns / 1_000_000;
+            rows.push((
+                "unavailable after a fault (median / max)",
+                format!(
+                    "{}: {} / {} ms over {} faults",
+                    kind_name(*kind),
+                    ms(gaps[gaps.len() / 2]),
+                    ms(gaps[gaps.len() - 1]),
+                    gaps.len()
+                ),
+            ));
+        }
+        if self.unavailable.is_empty() {
+            rows.push(("unavailable after a fault (median / max)", "no leader fault".into()));
+        }
+        rows.push(("healed: barrier write acknowledged", ms(self.liveness.barrier_ms)));
+        rows.push(("healed: every node converged", ms(self.liveness.converged_ms)));
+        rows.push(("panics in node logs", self.liveness.panics.len().to_string()));
         for (name, value) in rows {
             writeln!(f, "{name:<42} {value}")?;
         }
