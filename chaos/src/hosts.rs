@@ -142,14 +142,10 @@ impl Hosts {
     /// Cuts every pair of nodes that share no group: `[[1,2],[2,3]]` lets 2
     /// talk to both while 1 and 3 are cut off from each other.
     pub async fn partition(&self, groups: &[Vec<u64>]) -> Result<(), HostError> {
-        for a in &self.hosts {
-            for b in &self.hosts {
-                let together = groups.iter().any(|g| g.contains(&a.id) && g.contains(&b.id));
-                if a.id != b.id && !together {
-                    self.iptables(a, &["-A", "INPUT", "-s", &b.ip.to_string(), "-j", "DROP"]).await?;
-                    self.iptables(a, &["-A", "OUTPUT", "-d", &b.ip.to_string(), "-j", "DROP"]).await?;
-                }
-            }
+        for (a, b) in cut_pairs(&self.ids(), groups) {
+            let (Some(a), Some(b)) = (self.get(a), self.get(b)) else { continue };
+            self.iptables(a, &["-A", "INPUT", "-s", &b.ip.to_string(), "-j", "DROP"]).await?;
+            self.iptables(a, &["-A", "OUTPUT", "-d", &b.ip.to_string(), "-j", "DROP"]).await?;
         }
         Ok(())
     }
@@ -197,6 +193,21 @@ impl Hosts {
     }
 }
 
+/// Ordered pairs `(a, b)` where `a` must drop traffic with `b`: those that
+/// share no group.
+fn cut_pairs(ids: &[u64], groups: &[Vec<u64>]) -> Vec<(u64, u64)> {
+    let together = |a: u64, b: u64| groups.iter().any(|g| g.contains(&a) && g.contains(&b));
+    let mut pairs = Vec::new();
+    for &a in ids {
+        for &b in ids {
+            if a != b && !together(a, b) {
+                pairs.push((a, b));
+            }
+        }
+    }
+    pairs
+}
+
 fn args(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
@@ -214,5 +225,31 @@ async fn run(command: &[String]) -> Result<(), HostError> {
     } else {
         let detail = String::from_utf8_lossy(&output.stderr).trim().to_string();
         Err(HostError::Command { command: rendered, detail: format!("{}: {detail}", output.status) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_pairs;
+
+    #[test]
+    fn a_bridge_node_keeps_both_halves_and_the_halves_lose_each_other() {
+        let pairs = cut_pairs(&[1, 2, 3], &[vec![1, 2], vec![2, 3]]);
+        assert_eq!(pairs, vec![(1, 3), (3, 1)]);
+    }
+
+    #[test]
+    fn an_isolated_node_is_cut_from_everyone_both_ways() {
+        let pairs = cut_pairs(&[1, 2, 3, 4, 5], &[vec![5], vec![1, 2, 3, 4]]);
+        let mut expected: Vec<(u64, u64)> = (1..=4).flat_map(|n| [(n, 5), (5, n)]).collect();
+        expected.sort_unstable();
+        let mut pairs = pairs;
+        pairs.sort_unstable();
+        assert_eq!(pairs, expected);
+    }
+
+    #[test]
+    fn one_group_with_everyone_cuts_nothing() {
+        assert!(cut_pairs(&[1, 2, 3], &[vec![1, 2, 3]]).is_empty());
     }
 }

@@ -69,21 +69,7 @@ impl<'a> Summary<'a> {
                 OpKind::Read { .. } => reads[slot(&op.outcome)] += 1,
             }
         }
-        // Earliest acknowledgement among writes invoked at or after each
-        // point: sort by invoke time, then a suffix minimum.
-        acknowledged.sort_unstable();
-        let mut earliest_after = vec![u64::MAX; acknowledged.len() + 1];
-        for i in (0..acknowledged.len()).rev() {
-            earliest_after[i] = earliest_after[i + 1].min(acknowledged[i].1);
-        }
-        let mut unavailable: BTreeMap<FaultKind, Vec<u64>> = BTreeMap::new();
-        for record in records.iter().filter(|r| r.phase == "start" && r.kind.hits_leader()) {
-            let first = acknowledged.partition_point(|(invoke, _)| *invoke < record.t_ns);
-            if earliest_after[first] != u64::MAX {
-                unavailable.entry(record.kind).or_default().push(earliest_after[first] - record.t_ns);
-            }
-        }
-        unavailable.values_mut().for_each(|gaps| gaps.sort_unstable());
+        let unavailable = unavailability(acknowledged, records);
         Summary {
             seed: options.seed,
             nodes: options.nodes,
@@ -165,10 +151,61 @@ impl fmt::Display for Summary<'_> {
     }
 }
 
+/// For each leader fault: the time from its start to the first
+/// acknowledgement of a write invoked at or after it, by kind, sorted.
+/// `acknowledged` holds `(invoke_ns, complete_ns)` of every ok append.
+fn unavailability(mut acknowledged: Vec<(u64, u64)>, records: &[FaultRecord]) -> BTreeMap<FaultKind, Vec<u64>> {
+    // Earliest acknowledgement among writes invoked at or after each
+    // point: sort by invoke time, then a suffix minimum.
+    acknowledged.sort_unstable();
+    let mut earliest_after = vec![u64::MAX; acknowledged.len() + 1];
+    for i in (0..acknowledged.len()).rev() {
+        earliest_after[i] = earliest_after[i + 1].min(acknowledged[i].1);
+    }
+    let mut unavailable: BTreeMap<FaultKind, Vec<u64>> = BTreeMap::new();
+    for record in records.iter().filter(|r| r.phase == "start" && r.kind.hits_leader()) {
+        let first = acknowledged.partition_point(|(invoke, _)| *invoke < record.t_ns);
+        if earliest_after[first] != u64::MAX {
+            unavailable.entry(record.kind).or_default().push(earliest_after[first] - record.t_ns);
+        }
+    }
+    unavailable.values_mut().for_each(|gaps| gaps.sort_unstable());
+    unavailable
+}
+
 fn ms(value: Option<u64>) -> String {
     value.map(|ms| format!("after {ms} ms")).unwrap_or_else(|| "NO (within 60 s)".into())
 }
 
 fn kind_name(kind: FaultKind) -> String {
     serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(kind: FaultKind, t_ns: u64) -> FaultRecord {
+        FaultRecord { t_ns, unix_ms: 0, kind, phase: "start", targets: vec![], detail: String::new() }
+    }
+
+    #[test]
+    fn unavailability_counts_to_the_first_ack_of_a_write_invoked_after_the_fault() {
+        let acknowledged = vec![
+            (5, 100), // invoked before the fault: does not count, however late it completes
+            (20, 70),
+            (30, 40), // the first acknowledgement after the fault at 10
+            (200, 260),
+        ];
+        let records = [
+            start(FaultKind::KillLeader, 10),
+            start(FaultKind::KillLeader, 150),
+            start(FaultKind::KillNode, 10),     // not a leader fault
+            start(FaultKind::PauseLeader, 300), // nothing acknowledged after it
+        ];
+        let gaps = unavailability(acknowledged, &records);
+        assert_eq!(gaps.get(&FaultKind::KillLeader), Some(&vec![30, 110]));
+        assert_eq!(gaps.get(&FaultKind::KillNode), None);
+        assert_eq!(gaps.get(&FaultKind::PauseLeader), None);
+    }
 }
