@@ -287,16 +287,7 @@ impl TestCluster {
             for node in self.nodes.values() {
                 lists.push((node.id, node.client.events().await.ok()?.events));
             }
-            let (longest_id, longest) = lists.iter().max_by_key(|(_, events)| events.len())?;
-            for (id, events) in &lists {
-                assert!(
-                    longest.starts_with(events),
-                    "node {id}'s events are not a prefix of node {longest_id}'s: the nodes disagree"
-                );
-            }
-            let complete = lists.iter().all(|(_, events)| events.len() == longest.len())
-                && longest.iter().any(|e| tag_of(e) == barrier);
-            complete.then(|| longest.clone())
+            agreed_through(&lists, "events", |e| tag_of(e) == barrier)
         })
         .await
     }
@@ -310,16 +301,7 @@ impl TestCluster {
             for node in self.nodes.values() {
                 logs.push((node.id, full_log(&node.client).await.ok()?));
             }
-            let (longest_id, longest) = logs.iter().max_by_key(|(_, log)| log.len())?;
-            for (id, log) in &logs {
-                assert!(
-                    longest.starts_with(log),
-                    "node {id}'s log is not a prefix of node {longest_id}'s: the nodes disagree"
-                );
-            }
-            let complete = logs.iter().all(|(_, log)| log.len() == longest.len())
-                && longest.iter().any(|e| e.request_id.as_deref() == Some(barrier));
-            complete.then(|| longest.clone())
+            agreed_through(&logs, "log", |e| e.request_id.as_deref() == Some(barrier))
         })
         .await
     }
@@ -380,4 +362,23 @@ impl TestCluster {
         })
         .await
     }
+}
+
+/// The list every node holds, once all are equal and it contains an item
+/// that `is_barrier`; `None` while some node lags. Asserts that each node's
+/// list is a prefix of the longest: nodes may lag, never disagree.
+fn agreed_through<T: PartialEq + Clone>(
+    lists: &[(u64, Vec<T>)],
+    what: &str,
+    is_barrier: impl Fn(&T) -> bool,
+) -> Option<Vec<T>> {
+    let (longest_id, longest) = lists.iter().max_by_key(|(_, list)| list.len())?;
+    for (id, list) in lists {
+        assert!(
+            longest.starts_with(list),
+            "node {id}'s {what} is not a prefix of node {longest_id}'s: the nodes disagree"
+        );
+    }
+    let complete = lists.iter().all(|(_, list)| list.len() == longest.len()) && longest.iter().any(is_barrier);
+    complete.then(|| longest.clone())
 }
