@@ -173,6 +173,18 @@ fn clock_ticks() -> f64 {
     })
 }
 
+/// `serve` arguments for node `id` on `http_addr`/`raft_addr` with its data
+/// in `data`, joining through `join` (an `http://` URL) when given.
+pub fn node_args(id: u64, http_addr: &str, raft_addr: &str, data: &Path, join: Option<&str>) -> Vec<String> {
+    let id = id.to_string();
+    let mut args =
+        strings(&["--id", &id, "--http-addr", http_addr, "--raft-addr", raft_addr, "--data-dir", path_str(data)]);
+    if let Some(url) = join {
+        args.extend(strings(&["--join", url]));
+    }
+    args
+}
+
 pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
