@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::nodes::Nodes;
+use crate::nodes::{lock, Nodes};
 use crate::workload::Workload;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -120,10 +120,10 @@ impl Nemesis {
             record.detail
         );
         if let Ok(line) = serde_json::to_string(&record) {
-            let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            let mut log = lock(&self.log);
             let _ = writeln!(log, "{line}");
         }
-        self.records.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+        lock(&self.records).push(record);
     }
 
     /// Injects faults until `until`, then returns with everything healed.
@@ -287,7 +287,7 @@ impl Nemesis {
     /// How many faults of each kind were injected (skipped ones not counted).
     pub fn counts(&self) -> BTreeMap<FaultKind, u32> {
         let mut counts = BTreeMap::new();
-        for record in self.records.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for record in lock(&self.records).iter() {
             if record.phase == "start" {
                 *counts.entry(record.kind).or_insert(0) += 1;
             }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::hosts::Hosts;
 use crate::nemesis::Nemesis;
-use crate::nodes::Nodes;
+use crate::nodes::{lock, Nodes};
 use crate::report::{Liveness, Summary};
 use crate::workload::{read_full_log, Workload};
 
@@ -113,7 +113,7 @@ async fn run_on(nodes: &Arc<Nodes>, options: &Options, out: &std::path::Path) ->
         final_logs.push(NodeLog { node: *id, entries });
     }
     let faults = nemesis.counts();
-    let records = nemesis.records.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let records = lock(&nemesis.records).clone();
     drop(nemesis);
     drop(workload);
     let ops = writer.await??;
