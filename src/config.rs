@@ -258,6 +258,20 @@ mod tests {
     }
 
     #[test]
+    fn write_batches_default_to_256_events_128_kib_and_2_in_flight_and_none_may_be_0() {
+        let config = parse(&[]);
+        let api = &config.api;
+        assert_eq!(
+            (api.write_batch_max_events, api.write_batch_max_bytes, api.write_batches_in_flight),
+            (256, 131_072, 2)
+        );
+        for flag in ["--write-batch-max-events", "--write-batch-max-bytes", "--write-batches-in-flight"] {
+            let config = parse(&[flag, "0"]);
+            assert!(matches!(config.validate(), Err(ConfigError::Zero(name)) if name == flag), "{flag}");
+        }
+    }
+
+    #[test]
     fn join_url_must_be_http() {
         let config = parse(&["--join", "10.0.0.1:8080"]);
         assert!(matches!(config.validate(), Err(ConfigError::JoinUrl { .. })));

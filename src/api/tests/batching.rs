@@ -133,3 +133,22 @@ async fn copies_of_a_client_id_in_one_burst_are_answered_once_as_new_and_the_res
     assert_eq!(node.state.events.len(), 9, "one copy of \"same\" and eight others");
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn batches_are_cut_at_the_event_and_byte_bounds() {
+    use crate::api::{BatchLimits, WriteBatcher};
+    let (node, _app, _data) = single_node().await;
+    let limits = BatchLimits { max_events: 2, max_bytes: 1 << 20, in_flight: 1, request_id_window: 100 };
+    let by_count = WriteBatcher::spawn(node.state.raft.clone(), limits);
+    let outcomes = futures::future::join_all((0..5).map(|i| by_count.write(proposed(&format!("n-{i}"), i)))).await;
+    let indexes: Vec<u64> = outcomes.into_iter().map(|o| o.expect("committed").log_index()).collect();
+    assert_eq!((indexes[0], indexes[2], indexes[4]), (indexes[1], indexes[3], indexes[4]), "{indexes:?}");
+    assert!(indexes[0] < indexes[2] && indexes[2] < indexes[4], "two events per entry: {indexes:?}");
+
+    // One byte: every event is over the bound, so each goes alone.
+    let by_bytes = WriteBatcher::spawn(node.state.raft.clone(), BatchLimits { max_bytes: 1, ..limits });
+    let outcomes = futures::future::join_all((0..3).map(|i| by_bytes.write(proposed(&format!("b-{i}"), i)))).await;
+    let indexes: BTreeSet<u64> = outcomes.into_iter().map(|o| o.expect("committed").log_index()).collect();
+    assert_eq!(indexes.len(), 3, "one entry per event: {indexes:?}");
+    node.shutdown().await;
+}
