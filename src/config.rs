@@ -133,6 +133,23 @@ pub struct ApiSettings {
     /// How many recent PlayerAction events the leader keeps in memory.
     #[arg(long, env = "GAMERAFT_RECENT_ACTIONS", default_value_t = 1024)]
     pub recent_actions: usize,
+
+    /// Most critical events the leader puts in one Raft entry. Writes that
+    /// arrive while earlier batches are being committed wait and leave
+    /// together, in one entry and one fsync; a lone write leaves at once.
+    #[arg(long, env = "GAMERAFT_WRITE_BATCH_MAX_EVENTS", default_value_t = 256)]
+    pub write_batch_max_events: usize,
+
+    /// Most bytes (the events' JSON) in one Raft entry; a single larger
+    /// event still goes alone. With `--max-payload-entries` entries per
+    /// AppendEntries this bounds the RPC size (gRPC's limit is 64 MiB).
+    #[arg(long, env = "GAMERAFT_WRITE_BATCH_MAX_BYTES", default_value_t = 128 * 1024)]
+    pub write_batch_max_bytes: usize,
+
+    /// How many batches the leader may have proposed and not yet seen
+    /// applied. The next batch gathers while these are in flight.
+    #[arg(long, env = "GAMERAFT_WRITE_BATCHES_IN_FLIGHT", default_value_t = 2)]
+    pub write_batches_in_flight: usize,
 }
 
 /// A configuration that cannot work.
@@ -162,6 +179,9 @@ impl NodeConfig {
             ("--max-body-bytes", self.api.max_body_bytes as u64),
             ("--snapshot-after-logs", self.raft.snapshot_after_logs),
             ("--request-id-window", self.api.request_id_window),
+            ("--write-batch-max-events", self.api.write_batch_max_events as u64),
+            ("--write-batch-max-bytes", self.api.write_batch_max_bytes as u64),
+            ("--write-batches-in-flight", self.api.write_batches_in_flight as u64),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -235,6 +255,20 @@ mod tests {
     fn election_timeout_must_exceed_heartbeat() {
         let config = parse(&["--heartbeat-ms", "500", "--election-timeout-min-ms", "400"]);
         assert!(matches!(config.validate(), Err(ConfigError::Raft(_))));
+    }
+
+    #[test]
+    fn write_batches_default_to_256_events_128_kib_and_2_in_flight_and_none_may_be_0() {
+        let config = parse(&[]);
+        let api = &config.api;
+        assert_eq!(
+            (api.write_batch_max_events, api.write_batch_max_bytes, api.write_batches_in_flight),
+            (256, 131_072, 2)
+        );
+        for flag in ["--write-batch-max-events", "--write-batch-max-bytes", "--write-batches-in-flight"] {
+            let config = parse(&[flag, "0"]);
+            assert!(matches!(config.validate(), Err(ConfigError::Zero(name)) if name == flag), "{flag}");
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at startup and consumed at once: boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 enum Commands {
     /// Run one node.
     Serve(NodeConfig),

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState, Forwarder};
+use crate::api::{self, AppState, BatchLimits, Forwarder, WriteBatcher};
 use crate::config::{ConfigError, NodeConfig};
 use crate::ephemeral::EphemeralStore;
 use crate::failover;
@@ -142,6 +142,7 @@ impl RunningNode {
             registry,
             events,
             ephemeral: Arc::new(EphemeralStore::new(settings.recent_actions)),
+            writes: WriteBatcher::spawn(raft.clone(), BatchLimits::from_settings(&settings)),
             forwarder: Forwarder::new(settings.write_timeout() + settings.leader_wait() + Duration::from_secs(5))?,
             settings,
             membership_lock: Arc::default(),

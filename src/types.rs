@@ -49,9 +49,9 @@ impl fmt::Display for PeerAddr {
 
 /// The application payload of one Raft entry.
 ///
-/// It holds a batch so that the leader can later fold concurrent writes into
-/// one entry (one fsync) without changing the log format; today every entry
-/// carries exactly one event.
+/// It holds a batch: the leader folds concurrent writes into one entry (one
+/// fsync, one replication round) in `api/batcher.rs`. Events keep their
+/// order in the batch and each gets its own position in the event log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
     pub events: Vec<ProposedEvent>,

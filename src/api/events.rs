@@ -4,15 +4,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 
+use super::batcher::WriteError;
 use super::error::{ApiError, ApiJson, ApiQuery};
 use super::forward::{ForwardRequest, LocalError};
 use super::request_id::{self, RequestId};
 use super::AppState;
 use crate::event::{CriticalEvent, EphemeralEvent, GameEvent};
-use crate::types::{Command, EventOutcome};
+use crate::types::{EventOutcome, ProposedEvent};
 
 /// Most events one page of `GET /events?from=&limit=` returns.
 pub const MAX_PAGE_LIMIT: u64 = 10_000;
@@ -102,35 +102,27 @@ pub async fn post_event(
     }
 }
 
-/// Proposes one event under `id` through Raft and answers once it is
-/// committed and applied on this (the leader's) state machine, which may
-/// find the id already used (a retry) and name the original instead.
+/// Proposes one event under `id` in the leader's next batch (`batcher.rs`)
+/// and answers once its entry is committed and applied on this (the
+/// leader's) state machine, which may find the id already used (a retry) and
+/// name the original instead.
 async fn write_critical(state: &AppState, event: CriticalEvent, id: RequestId) -> Result<Response, LocalError> {
     let timeout = state.settings.write_timeout();
-    let command = Command::with_request_id(event, id.as_str().to_string(), state.settings.request_id_window);
-    let written = tokio::time::timeout(timeout, state.raft.client_write(command)).await;
-    match written {
+    let proposed = ProposedEvent { request_id: Some(id.as_str().to_string()), event };
+    match tokio::time::timeout(timeout, state.writes.write(proposed)).await {
         Err(_elapsed) => Err(ApiError::write_timeout(timeout).into()),
-        Ok(Ok(response)) => match response.data.events.first() {
-            Some(outcome) => Ok(Json(committed(&id, *outcome)).into_response()),
-            None => Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "write_failed",
-                format!("entry {} was applied without an outcome for its event", response.log_id.index),
-            )
-            .into()),
-        },
+        Ok(Ok(outcome)) => Ok(Json(committed(&id, outcome)).into_response()),
         // OpenRaft answers this before appending (this node does not lead),
         // but also for an entry it had appended and then truncated from its
         // log as a deposed leader (`DeleteConflictLog`): that entry may
         // survive on other nodes and still commit. Retrying on the new
         // leader is safe only because the retry carries the same request id,
         // so the state machine appends the event at most once.
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(LocalError::NotLeader),
-        Ok(Err(RaftError::APIError(err))) => {
-            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", err.to_string()).into())
+        Ok(Err(WriteError::NotLeader)) => Err(LocalError::NotLeader),
+        Ok(Err(WriteError::Refused(err))) => {
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", err).into())
         }
-        Ok(Err(RaftError::Fatal(fatal))) => Err(ApiError::stopped_during_write(fatal).into()),
+        Ok(Err(WriteError::Stopped(detail))) => Err(ApiError::stopped_during_write(detail).into()),
     }
 }
 

@@ -6,6 +6,7 @@
 //! goes through [`AppState::on_leader`] (`forward.rs`), which runs it here or
 //! relays it to the leader.
 
+mod batcher;
 mod cluster;
 mod error;
 mod events;
@@ -22,6 +23,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
+pub use batcher::{BatchLimits, WriteBatcher, WriteError};
 pub use cluster::{JoinResponse, NodeInfo, NodesResponse};
 pub use error::{ApiError, LeaderHint};
 pub use events::{EventsPage, EventsResponse, PostEventRequest, PostEventResponse, MAX_PAGE_LIMIT};
@@ -47,6 +49,8 @@ pub struct AppState {
     pub ephemeral: Arc<EphemeralStore>,
     pub settings: Arc<ApiSettings>,
     pub forwarder: Forwarder,
+    /// The leader's write path: critical writes are batched into entries.
+    pub writes: WriteBatcher,
     /// Serializes membership changes on the leader: OpenRaft refuses a change
     /// while another is uncommitted.
     pub membership_lock: Arc<tokio::sync::Mutex<()>>,

@@ -436,3 +436,5 @@ async fn the_log_lists_events_with_position_log_index_and_request_id() {
     assert_eq!(bad["log_index"], Value::Null);
     node.shutdown().await;
 }
+
+mod batching;

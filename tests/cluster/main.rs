@@ -10,3 +10,4 @@ mod t60_crash_restart;
 mod t65_data_dir_refusals;
 mod t70_disk_faults;
 mod t80_exactly_once;
+mod t85_batching;

@@ -204,11 +204,12 @@ impl Ledger {
             tags.iter().filter(|tag| !self.acked.contains_key(tag) && !self.unacked.contains(tag)).copied().collect();
         assert!(phantom.is_empty(), "events nobody wrote are in the log: {phantom:?}");
 
+        // Events of one batch share their entry's log index; between
+        // entries, log order is log index order.
         let mut by_index: Vec<(u64, u64)> = self.acked.iter().map(|(tag, index)| (*index, *tag)).collect();
-        by_index.sort_unstable();
+        by_index.sort_unstable_by_key(|(index, tag)| (*index, positions[tag]));
         for pair in by_index.windows(2) {
             let ((index_a, tag_a), (index_b, tag_b)) = (pair[0], pair[1]);
-            assert_ne!(index_a, index_b, "events {tag_a} and {tag_b} were both acknowledged at log index {index_a}");
             assert!(
                 positions[&tag_a] < positions[&tag_b],
                 "event {tag_a} (log index {index_a}) comes after event {tag_b} (log index {index_b})"
@@ -446,7 +447,7 @@ async fn snapshot_catch_up(test: &str) {
     for id in cluster.ids() {
         let purged = purged_index(&cluster, id);
         assert!(
-            purged > victim_last_index + WRITES / 2,
+            purged > victim_last_index,
             "node {id} purged its log only up to {purged}; the victim's log ends at {victim_last_index}"
         );
     }

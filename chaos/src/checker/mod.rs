@@ -18,7 +18,7 @@
 //! | `no_phantoms` | every entry seen (F, ok reads, other final logs) belongs to an invoked append with the same player; no failed append shows up |
 //! | `no_duplicates` | no id twice in F or in one ok read; no id used by two append ops (a harness error) |
 //! | `logs_agree` | all final logs are identical |
-//! | `index_matches` | ok appends' `log_index` is their entry's index in F; indexes strictly increase along F |
+//! | `index_matches` | ok appends' `log_index` is their entry's index in F; indexes never decrease along F (events of one Raft entry, a leader's batch, share its index) |
 //! | `real_time_order` | A ok, `A.complete < B.invoke`, B in F ⇒ `pos(A) < pos(B)` |
 //! | `reads_are_prefixes` | every ok read's entries equal `F[from..]` and the node's log is no longer than F |
 //! | `reads_monotonic` | on one (node, incarnation), a read that starts after another ended does not see a shorter log |
@@ -74,7 +74,8 @@ pub enum Property {
     /// All final logs are identical.
     LogsAgree,
     /// Every ok append's log index is its entry's index in F, and indexes
-    /// strictly increase along F.
+    /// never decrease along F (the events of one Raft entry, a batch the
+    /// leader formed, share its index).
     IndexMatches,
     /// An append acknowledged before another was invoked comes first in F.
     RealTimeOrder,

@@ -390,6 +390,22 @@ fn wrong_log_index() {
     b.ok("a", (0, 10), 2).ok("b", (5, 20), 1).ok("c", (25, 40), 3).final_logs(&[(2, "a"), (1, "b"), (3, "c")]);
     let report = assert_fails(&b.build(), &[Property::IndexMatches]);
     assert_eq!(violations(&report, Property::IndexMatches), 1);
+    assert!(examples(&report, Property::IndexMatches).contains("log index decreases at position 1"), "{report}");
+}
+
+#[test]
+fn events_of_one_batch_share_their_entrys_log_index() {
+    // a and b were concurrent and went out in one Raft entry (index 2).
+    let mut b = Builder::default();
+    b.ok("a", (0, 10), 2).ok("b", (5, 20), 2).ok("c", (25, 40), 3).final_logs(&[(2, "a"), (2, "b"), (3, "c")]);
+    let report = check(&b.build());
+    assert!(report.passed(), "{report}");
+
+    // Sharing an index does not excuse being told another one.
+    let mut b = Builder::default();
+    b.ok("a", (0, 10), 2).ok("b", (5, 20), 3).ok("c", (25, 40), 3).final_logs(&[(2, "a"), (2, "b"), (3, "c")]);
+    let report = assert_fails(&b.build(), &[Property::IndexMatches]);
+    assert!(examples(&report, Property::IndexMatches).contains("acknowledged at log index 3"), "{report}");
 }
 
 #[test]

@@ -1,0 +1,213 @@
+//! The leader's write path: concurrent critical writes share Raft entries.
+//!
+//! OpenRaft 0.9 appends (and fsyncs) each `client_write` on its own, one
+//! after the other, so one entry per event caps a leader at one fsync per
+//! event whatever the number of clients. Here every critical write on the
+//! leader (a client's, or one a follower forwarded over HTTP: both reach
+//! `POST /events` on this node) is queued, and one task takes everything
+//! queued, up to `--write-batch-max-events` events and
+//! `--write-batch-max-bytes` bytes, into one [`Command`] and proposes it.
+//!
+//! There is no timer. A write that finds the queue empty and a slot free
+//! leaves at once; writes that arrive while `--write-batches-in-flight`
+//! batches are being committed wait for a slot and leave together. Batches
+//! are proposed in the order they were cut, so events keep their queue order.
+//!
+//! Each event gets its own answer: the state machine returns one
+//! [`EventOutcome`] per event of the entry (appended at its own dense event
+//! position, or a duplicate naming the original), and `log_index` is the
+//! index of the entry that carried it, so events of one batch share it.
+//! Errors are the entry's, so every event of a batch gets the same one; a
+//! retry after `NotLeader` is safe because each event carries a request id.
+
+use std::sync::Arc;
+
+use openraft::error::ClientWriteError;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::config::ApiSettings;
+use crate::types::{Command, EventOutcome, ProposedEvent, Raft};
+
+/// Why a write got no outcome; the same for every event of its batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// OpenRaft answered `ForwardToLeader`: this node does not lead, or it
+    /// appended the entry and truncated it again as a deposed leader (a
+    /// copy elsewhere may still commit). Retry on the new leader, with the
+    /// same request id.
+    #[error("this node is not the leader")]
+    NotLeader,
+    /// OpenRaft refused the entry for another reason; nothing was appended.
+    #[error("{0}")]
+    Refused(String),
+    /// Raft stopped (a storage failure, or shutdown) with the entry
+    /// proposed: it may still commit.
+    #[error("{0}")]
+    Stopped(String),
+}
+
+/// Bounds of one batch and of the pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_events: usize,
+    pub max_bytes: usize,
+    pub in_flight: usize,
+    /// Stamped into every entry (see [`Command::request_id_window`]).
+    pub request_id_window: u64,
+}
+
+impl BatchLimits {
+    pub fn from_settings(settings: &ApiSettings) -> Self {
+        Self {
+            max_events: settings.write_batch_max_events.max(1),
+            max_bytes: settings.write_batch_max_bytes.max(1),
+            in_flight: settings.write_batches_in_flight.max(1),
+            request_id_window: settings.request_id_window,
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<EventOutcome, WriteError>>;
+
+/// One queued write.
+struct Pending {
+    event: ProposedEvent,
+    /// The event's JSON length, for the byte bound.
+    bytes: usize,
+    reply: Reply,
+}
+
+/// Queues writes for the batching task; cheap to clone. The task ends when
+/// the last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct WriteBatcher {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("event", &self.event).field("bytes", &self.bytes).finish()
+    }
+}
+
+impl WriteBatcher {
+    /// Starts the batching task on the current runtime.
+    pub fn spawn(raft: Raft, limits: BatchLimits) -> Self {
+        // Room for several full batches; beyond that, handlers wait to
+        // enqueue (their write timeout still runs).
+        let (queue, rx) = mpsc::channel(limits.max_events.saturating_mul(limits.in_flight + 2).max(1024));
+        tokio::spawn(run(raft, rx, limits));
+        Self { queue }
+    }
+
+    /// Proposes `event` in the next batch and waits for its outcome (after
+    /// the entry is committed and applied on this node). Dropping the
+    /// future before its batch is cut withdraws the event.
+    pub async fn write(&self, event: ProposedEvent) -> Result<EventOutcome, WriteError> {
+        let bytes = json_len(&event);
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { event, bytes, reply })
+            .await
+            .map_err(|_| WriteError::Stopped("the write batcher has stopped".into()))?;
+        answer.await.unwrap_or_else(|_| Err(WriteError::Stopped("the write batcher dropped the write".into())))
+    }
+}
+
+async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>, limits: BatchLimits) {
+    let slots = Arc::new(Semaphore::new(limits.in_flight));
+    // A write that did not fit the byte bound of the previous batch.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(pending) => pending,
+            None => match queue.recv().await {
+                Some(pending) => pending,
+                None => return, // every handle dropped: the node is shutting down
+            },
+        };
+        // Writes keep queueing while all slots are taken: that is the batch.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        let mut bytes = batch[0].bytes;
+        while batch.len() < limits.max_events {
+            match queue.try_recv() {
+                Ok(next) if bytes + next.bytes > limits.max_bytes => {
+                    carried = Some(next);
+                    break;
+                }
+                Ok(next) => {
+                    bytes += next.bytes;
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        // A handler that gave up (its write timed out, or the client left)
+        // has answered already; its event need not be proposed.
+        batch.retain(|pending| !pending.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.event, p.reply)).unzip();
+        let command = Command { events, request_id_window: limits.request_id_window };
+        // Sent from this task, so entries are proposed in the order batches
+        // were cut; the answers are awaited in their own tasks.
+        match raft.client_write_ff(command).await {
+            Err(fatal) => answer_all(replies, WriteError::Stopped(fatal.to_string())),
+            Ok(applied) => {
+                tokio::spawn(async move {
+                    match applied.await {
+                        Ok(result) => answer(result, replies),
+                        Err(_) => answer_all(replies, WriteError::Stopped("Raft stopped before answering".into())),
+                    }
+                    drop(slot);
+                });
+            }
+        }
+    }
+}
+
+/// Gives each event of the entry its outcome, in order.
+fn answer(result: openraft::raft::ClientWriteResult<crate::types::TypeConfig>, replies: Vec<Reply>) {
+    match result {
+        Ok(response) => {
+            let index = response.log_id.index;
+            let mut outcomes = response.data.events.into_iter();
+            for reply in replies {
+                let outcome = outcomes.next().ok_or_else(|| {
+                    WriteError::Refused(format!("entry {index} was applied without an outcome for this event"))
+                });
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(ClientWriteError::ForwardToLeader(_)) => answer_all(replies, WriteError::NotLeader),
+        Err(err) => answer_all(replies, WriteError::Refused(err.to_string())),
+    }
+}
+
+fn answer_all(replies: Vec<Reply>, err: WriteError) {
+    for reply in replies {
+        // The handler may have given up; nobody to tell then.
+        let _ = reply.send(Err(err.clone()));
+    }
+}
+
+/// The length of `event`'s JSON, without building it.
+fn json_len(event: &ProposedEvent) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serializing a plain data type into a counter cannot fail; 0 would
+    // only make the batch a little larger.
+    let _ = serde_json::to_writer(&mut count, event);
+    count.0
+}

@@ -1,0 +1,64 @@
+//! The leader batches concurrent writes into shared Raft entries: writes
+//! sent to every node (followers forward theirs to the leader) form batches,
+//! each event is still in every node's log exactly once, at the log index
+//! its writer was told.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use crate::harness::{event, post_with_id, TestCluster};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writers_through_every_node_share_entries_and_each_event_is_logged_once() {
+    const WRITERS: u64 = 48;
+    const PER_WRITER: u64 = 20;
+    let cluster = TestCluster::start("batching", 3).await;
+    let clients: Vec<_> = cluster.ids().into_iter().map(|id| cluster.client(id).clone()).collect();
+
+    eprintln!("--- {WRITERS} writers, {PER_WRITER} writes each, spread over the {} nodes", clients.len());
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let client = clients[(w as usize) % clients.len()].clone();
+        writers.push(tokio::spawn(async move {
+            let mut told = Vec::new();
+            for n in 0..PER_WRITER {
+                let tag = w * 1000 + n;
+                let id = format!("b-{tag}");
+                let resp = post_with_id(&client, &event(tag), &id).await.expect("an answer");
+                assert_eq!(resp.status, 200, "{id}: {}", resp.body);
+                assert_eq!(resp.body["duplicate"], false, "{id}: {}", resp.body);
+                told.push((id, resp.body["log_index"].as_u64().expect("a log index")));
+            }
+            told
+        }));
+    }
+    let mut told: HashMap<String, u64> = HashMap::new();
+    for writer in writers {
+        told.extend(writer.await.expect("writer"));
+    }
+    let events = (WRITERS * PER_WRITER) as usize;
+    assert_eq!(told.len(), events);
+    let entries: BTreeSet<u64> = told.values().copied().collect();
+    eprintln!("--- {events} events in {} entries", entries.len());
+    assert!(entries.len() < events, "no batch formed: {events} events took {} entries", entries.len());
+
+    eprintln!("--- a barrier, then every node's log");
+    let barrier = post_with_id(&clients[0], &event(9_999_999), "barrier").await.expect("barrier");
+    assert_eq!(barrier.status, 200, "{}", barrier.body);
+    // Asserts every node holds the same log (each a prefix of the longest,
+    // then all equal).
+    let log = cluster.converged_log_through("barrier", Duration::from_secs(30)).await;
+    assert_eq!(log.len(), events + 1);
+    let mut last_index = 0;
+    for (pos, entry) in log.iter().enumerate() {
+        assert_eq!(entry.position, pos as u64, "positions are dense");
+        assert!(entry.log_index >= last_index, "log indexes never fall along the log");
+        last_index = entry.log_index;
+        let id = entry.request_id.as_deref().expect("a request id");
+        if id == "barrier" {
+            continue;
+        }
+        assert_eq!(told.remove(id), Some(entry.log_index), "{id}: once, at the log index its writer was told");
+    }
+    assert!(told.is_empty(), "acknowledged but not in the log: {told:?}");
+}
