@@ -42,6 +42,12 @@ pub struct PostEventResponse {
     /// design sees exactly the design's body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<bool>,
+    /// With `duplicate`: the event's 0-based position in the event list, the
+    /// dense index `GET /events?from=` and `GET /log?from=` page by. Unlike
+    /// `log_index` (the Raft entry, shared by the events of one batch), no
+    /// two events have the same position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
 }
 
 /// The design's `GET /events` body: every committed event.
@@ -130,18 +136,18 @@ async fn write_critical(state: &AppState, event: CriticalEvent, id: RequestId) -
 /// when the client named the write.
 fn committed(id: &RequestId, outcome: EventOutcome) -> PostEventResponse {
     let index = outcome.log_index();
-    let (message, duplicate) = match (id, outcome) {
-        (RequestId::Client(id), EventOutcome::Duplicate { .. }) => {
-            (format!("Duplicate of request {id}: event committed at log index {index}"), Some(true))
+    let (message, duplicate, position) = match (id, outcome) {
+        (RequestId::Client(id), EventOutcome::Duplicate { position, .. }) => {
+            (format!("Duplicate of request {id}: event committed at log index {index}"), Some(true), Some(position))
         }
-        (RequestId::Client(_), EventOutcome::Appended { .. }) => {
-            (format!("Event committed at log index {index}"), Some(false))
+        (RequestId::Client(_), EventOutcome::Appended { position, .. }) => {
+            (format!("Event committed at log index {index}"), Some(false), Some(position))
         }
         // An assigned id found already used is this node's own retry: to
         // the client it is simply the write committed.
-        (RequestId::Assigned(_), _) => (format!("Event committed at log index {index}"), None),
+        (RequestId::Assigned(_), _) => (format!("Event committed at log index {index}"), None, None),
     };
-    PostEventResponse { success: true, message, log_index: Some(index), duplicate }
+    PostEventResponse { success: true, message, log_index: Some(index), duplicate, position }
 }
 
 async fn record_ephemeral(state: &AppState, event: EphemeralEvent) -> Result<Response, LocalError> {
@@ -151,6 +157,7 @@ async fn record_ephemeral(state: &AppState, event: EphemeralEvent) -> Result<Res
         message: format!("Ephemeral event accepted by leader {}", state.node_id),
         log_index: None,
         duplicate: None,
+        position: None,
     })
     .into_response())
 }

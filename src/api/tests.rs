@@ -334,13 +334,14 @@ async fn a_repeated_request_id_is_answered_with_the_original_log_index_and_appen
     let index = first["log_index"].as_u64().unwrap();
     assert_eq!(
         first,
-        json!({ "success": true, "message": format!("Event committed at log index {index}"), "log_index": index, "duplicate": false })
+        json!({ "success": true, "message": format!("Event committed at log index {index}"), "log_index": index, "duplicate": false, "position": 0 })
     );
     let duplicate_answer = json!({
         "success": true,
         "message": format!("Duplicate of request c1-17: event committed at log index {index}"),
         "log_index": index,
         "duplicate": true,
+        "position": 0,
     });
     // Again in the body, then in the header, then in both: with a different
     // event each time, still the first event's answer.

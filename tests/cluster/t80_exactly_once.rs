@@ -91,6 +91,7 @@ async fn one_id_sent_to_a_follower_and_the_leader_is_one_event() {
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(first.body["duplicate"], false);
     let index = first.body["log_index"].as_u64().expect("log_index");
+    let position = first.body["position"].as_u64().expect("position");
     let again = post_with_id(cluster.client(leader), &event(2), "same-1").await.expect("post");
     assert_eq!(
         again.body,
@@ -99,6 +100,7 @@ async fn one_id_sent_to_a_follower_and_the_leader_is_one_event() {
             "message": format!("Duplicate of request same-1: event committed at log index {index}"),
             "log_index": index,
             "duplicate": true,
+            "position": position,
         })
     );
 

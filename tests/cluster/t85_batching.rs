@@ -27,18 +27,21 @@ async fn concurrent_writers_through_every_node_share_entries_and_each_event_is_l
                 let resp = post_with_id(&client, &event(tag), &id).await.expect("an answer");
                 assert_eq!(resp.status, 200, "{id}: {}", resp.body);
                 assert_eq!(resp.body["duplicate"], false, "{id}: {}", resp.body);
-                told.push((id, resp.body["log_index"].as_u64().expect("a log index")));
+                let index = resp.body["log_index"].as_u64().expect("a log index");
+                told.push((id, (index, resp.body["position"].as_u64().expect("a position"))));
             }
             told
         }));
     }
-    let mut told: HashMap<String, u64> = HashMap::new();
+    let mut told: HashMap<String, (u64, u64)> = HashMap::new();
     for writer in writers {
         told.extend(writer.await.expect("writer"));
     }
     let events = (WRITERS * PER_WRITER) as usize;
     assert_eq!(told.len(), events);
-    let entries: BTreeSet<u64> = told.values().copied().collect();
+    let entries: BTreeSet<u64> = told.values().map(|&(index, _)| index).collect();
+    let positions: BTreeSet<u64> = told.values().map(|&(_, position)| position).collect();
+    assert_eq!(positions.len(), events, "two writers were told the same position");
     eprintln!("--- {events} events in {} entries", entries.len());
     assert!(entries.len() < events, "no batch formed: {events} events took {} entries", entries.len());
 
@@ -58,7 +61,11 @@ async fn concurrent_writers_through_every_node_share_entries_and_each_event_is_l
         if id == "barrier" {
             continue;
         }
-        assert_eq!(told.remove(id), Some(entry.log_index), "{id}: once, at the log index its writer was told");
+        assert_eq!(
+            told.remove(id),
+            Some((entry.log_index, entry.position)),
+            "{id}: once, at the log index and position its writer was told"
+        );
     }
     assert!(told.is_empty(), "acknowledged but not in the log: {told:?}");
 }

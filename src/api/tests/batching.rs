@@ -29,17 +29,20 @@ async fn concurrent_writers_get_distinct_dense_positions_and_their_entrys_log_in
         (0..WRITERS).map(|i| post_json(&app, "/events", with_id(join_event(i), &format!("w-{i}")))),
     )
     .await;
-    let mut told: HashMap<String, u64> = HashMap::new();
+    let mut told: HashMap<String, (u64, u64)> = HashMap::new();
     for (i, (status, body)) in answers.into_iter().enumerate() {
         assert_eq!(status, StatusCode::OK, "{body}");
         let index = body["log_index"].as_u64().expect("a log index");
+        let position = body["position"].as_u64().expect("a position");
         assert_eq!(
             body,
-            json!({ "success": true, "message": format!("Event committed at log index {index}"), "log_index": index, "duplicate": false })
+            json!({ "success": true, "message": format!("Event committed at log index {index}"), "log_index": index, "duplicate": false, "position": position })
         );
-        told.insert(format!("w-{i}"), index);
+        told.insert(format!("w-{i}"), (index, position));
     }
-    let distinct: BTreeSet<u64> = told.values().copied().collect();
+    let positions: BTreeSet<u64> = told.values().map(|&(_, position)| position).collect();
+    assert_eq!(positions, (0..WRITERS).collect(), "each writer its own position, densely");
+    let distinct: BTreeSet<u64> = told.values().map(|&(index, _)| index).collect();
     assert!(
         distinct.len() < WRITERS as usize,
         "{WRITERS} concurrent writes took {} entries: no batch formed",
@@ -54,7 +57,7 @@ async fn concurrent_writers_get_distinct_dense_positions_and_their_entrys_log_in
         assert_eq!(entry["position"].as_u64(), Some(pos as u64), "positions are dense: {entry}");
         let id = entry["request_id"].as_str().expect("request id");
         let index = entry["log_index"].as_u64().expect("log index");
-        assert_eq!(told.remove(id), Some(index), "{id} was told its entry's log index, once");
+        assert_eq!(told.remove(id), Some((index, pos as u64)), "{id} was told its entry's log index and its position, once");
         assert!(index >= last_index, "log indexes never decrease along the log");
         last_index = index;
     }
@@ -119,6 +122,7 @@ async fn copies_of_a_client_id_in_one_burst_are_answered_once_as_new_and_the_res
     let fresh: Vec<&&Value> = same.iter().filter(|b| b["duplicate"] == json!(false)).collect();
     assert_eq!(fresh.len(), 1, "exactly one copy appended: {same:?}");
     let index = fresh[0]["log_index"].as_u64().expect("index");
+    let position = fresh[0]["position"].as_u64().expect("position");
     for body in same.iter().filter(|b| b["duplicate"] == json!(true)) {
         assert_eq!(
             **body,
@@ -127,6 +131,7 @@ async fn copies_of_a_client_id_in_one_burst_are_answered_once_as_new_and_the_res
                 "message": format!("Duplicate of request same: event committed at log index {index}"),
                 "log_index": index,
                 "duplicate": true,
+                "position": position,
             })
         );
     }
