@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::api::{self, AppState, BatchLimits, Forwarder, WriteBatcher};
 use crate::config::{ConfigError, NodeConfig};

@@ -25,6 +25,7 @@ mod event_store;
 mod request_ids;
 mod snapshot_data;
 mod state_dir;
+mod writeback;
 
 use std::io::{self, Cursor};
 use std::path::Path;
@@ -39,6 +40,7 @@ use self::event_store::{Applied, AppliedPayloadIn, Generation, SnapshotRecord};
 use self::request_ids::RequestIds;
 pub use self::snapshot_data::SnapshotData;
 use self::state_dir::StateDir;
+use self::writeback::Writeback;
 use crate::event::CriticalEvent;
 use crate::storage::DataDirError;
 use crate::sync::{read, write};
@@ -103,13 +105,19 @@ pub struct GameStateMachine {
     /// OpenRaft's state machine task uses it (apply and install), so it
     /// needs no lock.
     request_ids: RequestIds,
+    writeback: Writeback,
 }
 
 impl GameStateMachine {
     /// A state machine that keeps its events in memory.
     pub fn in_memory() -> Self {
         let live = Live { generation: Arc::new(Generation::memory()), state: AppliedState::default(), snapshot: None };
-        Self { live: Arc::new(RwLock::new(live)), dir: None, request_ids: RequestIds::default() }
+        Self {
+            live: Arc::new(RwLock::new(live)),
+            dir: None,
+            request_ids: RequestIds::default(),
+            writeback: Writeback::default(),
+        }
     }
 
     /// Opens (or creates) the durable state machine in `dir`, recovered to
@@ -128,6 +136,7 @@ impl GameStateMachine {
             live: Arc::new(RwLock::new(live)),
             dir: Some(Arc::new(tokio::sync::Mutex::new(state_dir))),
             request_ids: recovered.request_ids,
+            writeback: Writeback::default(),
         })
     }
 
@@ -175,6 +184,7 @@ impl RaftStateMachine<TypeConfig> for GameStateMachine {
             tracing::error!(%e, "cannot write applied events; this node stops");
             sm_error(ErrorVerb::Write, e)
         })?;
+        self.writeback.applied(&generation, state.dat_len);
         write(&self.live).state = state;
         Ok(results)
     }

@@ -57,7 +57,11 @@ async fn concurrent_writers_get_distinct_dense_positions_and_their_entrys_log_in
         assert_eq!(entry["position"].as_u64(), Some(pos as u64), "positions are dense: {entry}");
         let id = entry["request_id"].as_str().expect("request id");
         let index = entry["log_index"].as_u64().expect("log index");
-        assert_eq!(told.remove(id), Some((index, pos as u64)), "{id} was told its entry's log index and its position, once");
+        assert_eq!(
+            told.remove(id),
+            Some((index, pos as u64)),
+            "{id} was told its entry's log index and its position, once"
+        );
         assert!(index >= last_index, "log indexes never decrease along the log");
         last_index = index;
     }
