@@ -28,6 +28,9 @@ pub struct Summary<'a> {
     appends: [u64; 3],
     retried: u64,
     duplicate_answers: u64,
+    /// Acknowledged appends that shared their Raft entry with another one,
+    /// and the most in one entry: shows that writes were batched.
+    batched: (u64, u64),
     reads: [u64; 3],
     /// Per leader-fault kind: time from each such fault to the first
     /// acknowledgement of a write invoked after it, in ns, sorted.
@@ -56,20 +59,27 @@ impl<'a> Summary<'a> {
     ) -> Self {
         let (mut appends, mut reads, mut retried, mut duplicate_answers) = ([0; 3], [0; 3], 0, 0);
         let mut acknowledged: Vec<(u64, u64)> = Vec::new();
+        let mut per_entry: BTreeMap<u64, u64> = BTreeMap::new();
         for op in &history.ops {
             match &op.kind {
-                OpKind::Append { attempts, duplicate, .. } => {
+                OpKind::Append { attempts, duplicate, log_index, .. } => {
                     appends[slot(&op.outcome)] += 1;
                     retried += u64::from(*attempts > 1);
                     duplicate_answers += u64::from(*duplicate);
                     if op.outcome == Outcome::Ok {
                         acknowledged.push((op.invoke_ns, op.complete_ns));
+                        // A duplicate answer names the original's entry.
+                        if let (Some(index), false) = (log_index, duplicate) {
+                            *per_entry.entry(*index).or_default() += 1;
+                        }
                     }
                 }
                 OpKind::Read { .. } => reads[slot(&op.outcome)] += 1,
             }
         }
         let unavailable = unavailability(acknowledged, records);
+        let shared = per_entry.values().filter(|&&n| n > 1).sum();
+        let batched = (shared, per_entry.values().copied().max().unwrap_or(0));
         Summary {
             seed: options.seed,
             nodes: options.nodes,
@@ -79,6 +89,7 @@ impl<'a> Summary<'a> {
             appends,
             retried,
             duplicate_answers,
+            batched,
             reads,
             unavailable,
             report,
@@ -113,6 +124,10 @@ impl fmt::Display for Summary<'_> {
                     "ok {}, fail {}, unknown {} ({} retried, {} answered as duplicates)",
                     self.appends[0], self.appends[1], self.appends[2], self.retried, self.duplicate_answers
                 ),
+            ),
+            (
+                "batched (shared an entry; most in one)",
+                format!("{} acknowledged appends; {}", self.batched.0, self.batched.1),
             ),
             ("reads", format!("ok {}, failed {}, spanning a restart {}", self.reads[0], self.reads[1], self.reads[2])),
             ("acknowledged events", stats.acknowledged_events.to_string()),
