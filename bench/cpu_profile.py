@@ -18,6 +18,7 @@ Run from the repo root (needs `perf`, from Debian's linux-perf, and root):
 import argparse
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -94,7 +95,7 @@ def main():
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         gr = Gameraft(procs, args.out)
-        subprocess.run(["rm", "-rf", str(gr.dir)], check=True)
+        shutil.rmtree(gr.dir, ignore_errors=True)
         gr.start()
         leader = gr.leader()
         followers = [i for i in gr.ids if i != leader]
