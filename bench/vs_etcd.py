@@ -96,8 +96,8 @@ class Gameraft(Cluster):
                "--http-addr", f"127.0.0.1:{GAMERAFT_HTTP_PORTS[i]}",
                "--raft-addr", f"127.0.0.1:{GAMERAFT_RAFT_PORTS[i]}",
                "--data-dir", str(self.dir / f"node-{i}")]
-        if i != 1:  # node 1 bootstraps; on a restart --join is harmless
-            cmd += ["--join", self.url(1)]
+        # Node 1 founds the cluster; on a restart either flag is ignored.
+        cmd += ["--bootstrap"] if i == 1 else ["--join", self.url(1)]
         self.procs.start(self.proc_name(i), cmd, self.dir / f"node-{i}.log")
 
     def start(self):

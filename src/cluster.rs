@@ -1,7 +1,8 @@
 //! `gameraft cluster`: a local cluster of `gameraft serve` processes on
 //! 127.0.0.1, for trying gameraft out and for demos.
 //!
-//! Node 1 bootstraps; the others join it through `--join`. Each node's log
+//! Node 1 founds the cluster (`--bootstrap`); the others join it through
+//! `--join`. Each node's log
 //! goes to `<dir>/node-<id>.log` and its data to `<dir>/node-<id>/`; started
 //! again, the nodes resume from their data (the `--join` is then ignored). Ctrl-C (or SIGTERM) stops every node with
 //! SIGTERM, and SIGKILLs any that has not exited after a grace period.
@@ -90,12 +91,14 @@ pub async fn run(config: ClusterConfig) -> Result<(), ClusterError> {
             .env_remove("WORKER_ID")
             .env_remove("MASTER_URL")
             .env_remove("DATA_DIR")
+            .env_remove("GAMERAFT_BOOTSTRAP")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        if id > 1 {
-            command.args(["--join", &first_url]);
-        }
+        match id {
+            1 => command.arg("--bootstrap"),
+            _ => command.args(["--join", &first_url]),
+        };
         let mut child = command.spawn().map_err(|source| ClusterError::Spawn { id, source })?;
         if let Some(pid) = child.id() {
             pids.push(Pid::from_raw(pid as i32));

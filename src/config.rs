@@ -35,9 +35,16 @@ pub struct NodeConfig {
     pub advertise_host: Option<String>,
 
     /// HTTP URL of any cluster member to join (e.g. http://10.0.0.5:8080).
-    /// Without it, a node with no state bootstraps a one-node cluster.
+    /// Used only by a node with no state; one with state resumes.
     #[arg(long, env = "MASTER_URL")]
     pub join: Option<String>,
+
+    /// Found a new one-node cluster if this node has no state. Only for the
+    /// first node of a new cluster: a node with no state and neither this
+    /// nor --join refuses to start, so a node that lost its data never
+    /// founds a second cluster by accident. A node with state ignores it.
+    #[arg(long, env = "GAMERAFT_BOOTSTRAP", conflicts_with = "join")]
+    pub bootstrap: bool,
 
     /// Directory holding everything this node is: its id, vote, Raft log,
     /// committed events and snapshots. Created if absent. A node started again
@@ -162,11 +169,17 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--join URL {url:?} is not an http:// URL")]
     JoinUrl { url: String },
+    #[error("--bootstrap and --join exclude each other: found a new cluster, or join an existing one")]
+    BootstrapAndJoin,
 }
 
 impl NodeConfig {
     /// Checks the whole configuration and builds OpenRaft's `Config` from it.
     pub fn validate(&self) -> Result<openraft::Config, ConfigError> {
+        if self.bootstrap && self.join.is_some() {
+            // Clap refuses both flags; both environment variables reach here.
+            return Err(ConfigError::BootstrapAndJoin);
+        }
         if let Some(url) = &self.join {
             if !url.starts_with("http://") {
                 return Err(ConfigError::JoinUrl { url: url.clone() });
@@ -269,6 +282,17 @@ mod tests {
             let config = parse(&[flag, "0"]);
             assert!(matches!(config.validate(), Err(ConfigError::Zero(name)) if name == flag), "{flag}");
         }
+    }
+
+    #[test]
+    fn bootstrap_and_join_exclude_each_other() {
+        let parsed = Cli::try_parse_from(["serve", "--bootstrap", "--join", "http://10.0.0.1:8080"]);
+        assert!(parsed.is_err(), "both flags at once are refused");
+        let mut config = parse(&["--bootstrap"]);
+        assert!(config.bootstrap);
+        config.join = Some("http://10.0.0.1:8080".into());
+        assert!(matches!(config.validate(), Err(ConfigError::BootstrapAndJoin)));
+        assert!(!parse(&[]).bootstrap, "never the default");
     }
 
     #[test]

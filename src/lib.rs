@@ -25,6 +25,8 @@
 //!   [`state_machine`]: the committed events on disk, snapshots as a prefix of the event file.
 //! - [`registry`]: node id to addresses, mirrored from the Raft membership.
 //! - [`failover`]: campaigns at once when the leader's process is gone.
+//! - [`identity`]: the cluster id and node incarnation every peer RPC carries and is checked
+//!   against, so a wiped node cannot vote as the member it was.
 //! - [`ephemeral`]: the leader's in-memory state for ephemeral events.
 //! - [`config`]: every flag, its default and validation; [`cluster`]: `gameraft cluster`.
 //! - [`client`]: a typed HTTP client for one node.
@@ -36,6 +38,7 @@ pub mod config;
 pub mod ephemeral;
 pub mod event;
 pub mod failover;
+pub mod identity;
 pub mod membership;
 pub mod network;
 pub mod node;

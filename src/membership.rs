@@ -2,10 +2,12 @@
 //!
 //! Joining follows Raft's safe path: the node is added as a learner, the
 //! leader waits for it to catch up, and only then promotes it to voter with a
-//! membership change. A node that lost its state (restarted with a fresh
-//! store) but kept its id is first removed and then added anew, as etcd
-//! requires: a wiped voter must never vote under its old identity, or it
-//! could help elect a leader that lacks committed entries.
+//! membership change. A node that lost its state but kept its id comes back
+//! as a new incarnation (see `identity`): the member of the old incarnation is
+//! first removed and the node then added anew, as etcd requires. Until then
+//! the wiped node refuses RPCs for its old incarnation, so it never votes as
+//! the member it was. A join retried by the same incarnation (say, while its
+//! snapshot is still streaming) goes on where it was and replaces nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -24,15 +26,56 @@ pub struct JoinRequest {
     pub id: NodeId,
     pub raft_addr: String,
     pub http_addr: String,
-    /// The node holds no Raft state: if its id is already a member, that
-    /// member's old state is gone and it must be replaced, not resumed.
+    /// The joining node's incarnation. A member of the same id with another
+    /// incarnation lost its state and is replaced.
+    #[serde(default)]
+    pub incarnation: String,
+    /// For a request without an incarnation: the node holds no Raft state,
+    /// so a member of the same id must be replaced, not resumed.
     #[serde(default)]
     pub fresh: bool,
 }
 
 impl JoinRequest {
     pub fn addr(&self) -> PeerAddr {
-        PeerAddr { raft_addr: self.raft_addr.clone(), http_addr: self.http_addr.clone() }
+        PeerAddr {
+            raft_addr: self.raft_addr.clone(),
+            http_addr: self.http_addr.clone(),
+            incarnation: self.incarnation.clone(),
+        }
+    }
+}
+
+/// What the leader does with a join request, given the member of the same
+/// id, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinPlan {
+    /// Already a voter as this very node: nothing to do.
+    Nothing,
+    /// Add as learner and promote (or finish an interrupted promotion).
+    Add,
+    /// Remove the old member of this id first, then add.
+    Replace,
+}
+
+/// Decides a join. `existing` is the member with the request's id and
+/// whether it is a voter.
+pub fn plan_join(existing: Option<(&PeerAddr, bool)>, request: &JoinRequest) -> Result<JoinPlan, MembershipError> {
+    let Some((existing, is_voter)) = existing else {
+        return Ok(JoinPlan::Add);
+    };
+    let same_addresses = existing.raft_addr == request.raft_addr && existing.http_addr == request.http_addr;
+    let same_node = match (existing.incarnation.is_empty(), request.incarnation.is_empty()) {
+        (false, false) => existing.incarnation == request.incarnation,
+        // A member or a request from before incarnations: the joiner says
+        // whether it lost its state.
+        _ => !request.fresh,
+    };
+    match (same_node, same_addresses) {
+        (true, true) if is_voter => Ok(JoinPlan::Nothing),
+        (true, true) => Ok(JoinPlan::Add),
+        (true, false) => Err(MembershipError::AddressConflict { id: request.id, existing: existing.clone() }),
+        (false, _) => Ok(JoinPlan::Replace),
     }
 }
 
@@ -83,21 +126,18 @@ pub async fn join(raft: &Raft, request: &JoinRequest, timeout: Duration) -> Resu
     let is_voter = membership.voter_ids().any(|v| v == id);
 
     let mut outcome = JoinOutcome::Joined;
-    if let Some(existing) = membership.get_node(&id) {
-        match (existing == &addr, request.fresh) {
-            (true, false) if is_voter => return Ok(JoinOutcome::AlreadyMember),
-            (true, false) => {} // a learner whose promotion was interrupted: finish it
-            (false, false) => return Err(MembershipError::AddressConflict { id, existing: existing.clone() }),
-            (_, true) => {
-                tracing::info!(node = id, "node rejoins with a fresh store: removing its old membership first");
-                let change = if is_voter {
-                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-                } else {
-                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-                };
-                retry_until(deadline, timeout, || raft.change_membership(change.clone(), false)).await?;
-                outcome = JoinOutcome::Replaced;
-            }
+    match plan_join(membership.get_node(&id).map(|existing| (existing, is_voter)), request)? {
+        JoinPlan::Nothing => return Ok(JoinOutcome::AlreadyMember),
+        JoinPlan::Add => {}
+        JoinPlan::Replace => {
+            tracing::info!(node = id, "node rejoins as a new incarnation: removing its old membership first");
+            let change = if is_voter {
+                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+            } else {
+                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+            };
+            retry_until(deadline, timeout, || raft.change_membership(change.clone(), false)).await?;
+            outcome = JoinOutcome::Replaced;
         }
     }
 
@@ -160,4 +200,51 @@ where
 /// The membership a fresh node bootstraps with: itself alone.
 pub fn bootstrap_members(id: NodeId, addr: PeerAddr) -> BTreeMap<NodeId, PeerAddr> {
     BTreeMap::from([(id, addr)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(incarnation: &str, fresh: bool) -> JoinRequest {
+        JoinRequest {
+            id: 3,
+            raft_addr: "10.0.0.3:5000".into(),
+            http_addr: "10.0.0.3:8080".into(),
+            incarnation: incarnation.into(),
+            fresh,
+        }
+    }
+
+    #[test]
+    fn a_join_retried_by_the_same_incarnation_replaces_nothing() {
+        // A joiner whose snapshot is still streaming has no log and no
+        // membership yet, so it once sent `fresh: true` on every retry, and
+        // each retry removed it and restarted the transfer.
+        let learner = request("aa", true).addr();
+        assert_eq!(plan_join(Some((&learner, false)), &request("aa", true)).unwrap(), JoinPlan::Add);
+        assert_eq!(plan_join(Some((&learner, true)), &request("aa", true)).unwrap(), JoinPlan::Nothing);
+    }
+
+    #[test]
+    fn another_incarnation_of_a_member_replaces_it_wherever_it_is() {
+        let old = request("aa", false).addr();
+        assert_eq!(plan_join(Some((&old, true)), &request("bb", false)).unwrap(), JoinPlan::Replace);
+        let mut moved = request("bb", false);
+        moved.raft_addr = "10.0.0.9:5000".into();
+        assert_eq!(plan_join(Some((&old, true)), &moved).unwrap(), JoinPlan::Replace);
+    }
+
+    #[test]
+    fn the_same_incarnation_cannot_move() {
+        let old = request("aa", false).addr();
+        let mut moved = request("aa", false);
+        moved.http_addr = "10.0.0.9:8080".into();
+        assert!(matches!(plan_join(Some((&old, true)), &moved), Err(MembershipError::AddressConflict { id: 3, .. })));
+    }
+
+    #[test]
+    fn a_new_id_is_added() {
+        assert_eq!(plan_join(None, &request("aa", false)).unwrap(), JoinPlan::Add);
+    }
 }

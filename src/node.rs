@@ -9,11 +9,12 @@
 //!            └───────────────────────────────────┘
 //! ```
 //!
-//! Start-up: a node with no Raft state and no `--join` initializes a one-node
-//! cluster with itself as the only voter; with `--join URL` it asks that
-//! member (any member: the request is forwarded to the leader) to add it,
-//! retrying until the cluster answers. A node whose data directory holds
-//! Raft state resumes without either, whatever its flags say.
+//! Start-up: a node whose data directory holds Raft state resumes, whatever
+//! its flags say. A node with no state founds a one-node cluster with itself
+//! as the only voter only when told to (`--bootstrap`); with `--join URL` it
+//! asks that member (any member: the request is forwarded to the leader) to
+//! add it, retrying until the cluster answers; with neither it refuses to
+//! start, so a node that lost its data never founds a second cluster.
 //!
 //! Shutdown (SIGTERM/SIGINT): stop taking HTTP requests and let in-flight
 //! ones finish, stop Raft, then stop answering peers.
@@ -36,6 +37,7 @@ use crate::api::{self, AppState, BatchLimits, Forwarder, WriteBatcher};
 use crate::config::{ConfigError, NodeConfig};
 use crate::ephemeral::EphemeralStore;
 use crate::failover;
+use crate::identity::NodeIdentity;
 use crate::membership::{self, JoinRequest};
 use crate::network::fault::PeerDelay;
 use crate::network::{PeerNetwork, RaftGrpcService};
@@ -56,6 +58,17 @@ pub enum NodeError {
     Raft(Box<openraft::error::Fatal<NodeId>>),
     #[error("cannot bootstrap the cluster: {0}")]
     Bootstrap(String),
+    #[error(
+        "node {node_id} has no state (a new or lost data directory) and was given neither --bootstrap \
+         nor --join: pass --join URL of a member to join a cluster (a member that lost its data is replaced), \
+         or --bootstrap to found a new cluster"
+    )]
+    NothingToStart { node_id: NodeId },
+    #[error(
+        "data directory {path} holds Raft state but no cluster id: it was not written by this version; \
+         move it away and start the node with --join to rejoin"
+    )]
+    NoClusterId { path: std::path::PathBuf },
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
     #[error("the cluster at {url} refused to let this node join ({status}): {body}")]
@@ -80,7 +93,7 @@ pub struct RunningNode {
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
     join_task: Option<JoinHandle<Result<(), NodeError>>>,
     /// Held (locked) for as long as the node runs.
-    _data_dir: Option<DataDir>,
+    _data_dir: Option<Arc<DataDir>>,
 }
 
 impl RunningNode {
@@ -92,12 +105,19 @@ impl RunningNode {
         // node's must stop us before we bind anything.
         let data_dir = match config.in_memory {
             true => None,
-            false => Some(DataDir::open(&config.data_dir, config.id, generate_node_id)?),
+            false => Some(Arc::new(DataDir::open(&config.data_dir, config.id, generate_node_id)?)),
         };
-        let node_id = match &data_dir {
-            Some(dir) => dir.node_id(),
-            None => config.id.unwrap_or_else(generate_node_id),
+        let (identity, has_state) = match &data_dir {
+            Some(dir) => (NodeIdentity::durable(dir.clone()), dir.has_raft_state()),
+            None => (NodeIdentity::in_memory(config.id.unwrap_or_else(generate_node_id)), false),
         };
+        let identity = Arc::new(identity);
+        let node_id = identity.node_id();
+        // Decided before anything is created, so that a refused start leaves
+        // the directory as it found it.
+        if !has_state && !config.bootstrap && config.join.is_none() {
+            return Err(NodeError::NothingToStart { node_id });
+        }
 
         let http_listener = bind(config.http_addr).await?;
         let raft_listener = bind(config.raft_addr).await?;
@@ -106,9 +126,11 @@ impl RunningNode {
         let addr = PeerAddr {
             raft_addr: advertised(raft_addr, config.advertise_host.as_deref()),
             http_addr: advertised(http_addr, config.advertise_host.as_deref()),
+            incarnation: identity.incarnation().to_string(),
         };
 
-        let mut network = PeerNetwork::new(node_id, Duration::from_millis(raft_config.heartbeat_interval.max(500)));
+        let mut network =
+            PeerNetwork::new(identity.clone(), Duration::from_millis(raft_config.heartbeat_interval.max(500)));
         if let Some(file) = &config.fault_peer_delay_file {
             network = network.with_delay(PeerDelay::from_file(file.clone()));
         }
@@ -158,7 +180,7 @@ impl RunningNode {
         let stop_grpc = CancellationToken::new();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(RaftGrpcService::new(raft.clone()).into_server())
+                .add_service(RaftGrpcService::new(raft.clone(), identity.clone()).into_server())
                 .serve_with_incoming_shutdown(raft_incoming, stop_grpc.clone().cancelled_owned()),
         );
         let stop_http = CancellationToken::new();
@@ -174,6 +196,10 @@ impl RunningNode {
         }
 
         let join_task = if raft.is_initialized().await.map_err(|e| NodeError::Raft(Box::new(e)))? {
+            if identity.cluster_id().is_none() {
+                let path = data_dir.as_ref().map(|dir| dir.path().to_path_buf()).unwrap_or_default();
+                return Err(NodeError::NoClusterId { path });
+            }
             tracing::info!(node_id, "resuming with existing raft state");
             None
         } else if let Some(url) = config.join.clone() {
@@ -181,11 +207,16 @@ impl RunningNode {
                 id: node_id,
                 raft_addr: addr.raft_addr.clone(),
                 http_addr: addr.http_addr.clone(),
+                incarnation: addr.incarnation.clone(),
                 fresh: true,
             };
-            Some(tokio::spawn(join_cluster(raft.clone(), url, request, config.api.join_timeout())))
+            Some(tokio::spawn(join_cluster(url, request, config.api.join_timeout())))
+        } else if !config.bootstrap {
+            // A directory with an empty Raft log: a join that never got far.
+            return Err(NodeError::NothingToStart { node_id });
         } else {
-            tracing::info!(node_id, "no state and nothing to join: bootstrapping a one-node cluster");
+            let cluster_id = identity.found_cluster()?;
+            tracing::info!(node_id, %cluster_id, "--bootstrap and no state: founding a new one-node cluster");
             raft.initialize(membership::bootstrap_members(node_id, addr))
                 .await
                 .map_err(|e| NodeError::Bootstrap(e.to_string()))?;
@@ -283,18 +314,13 @@ async fn mirror_membership(raft: Raft, registry: NodeRegistry) {
 
 /// Asks the cluster at `url` to add this node, retrying while the cluster is
 /// unreachable or busy; gives up only when the cluster refuses (4xx).
-async fn join_cluster(raft: Raft, url: String, mut request: JoinRequest, timeout: Duration) -> Result<(), NodeError> {
+async fn join_cluster(url: String, request: JoinRequest, timeout: Duration) -> Result<(), NodeError> {
     let client = reqwest::Client::builder().timeout(timeout + Duration::from_secs(10)).build()?;
     let endpoint = format!("{}/nodes", url.trim_end_matches('/'));
     let mut delay = Duration::from_millis(200);
+    // Every retry carries the same incarnation: the leader replaces an old
+    // member of this id once, and a retry goes on from where it was.
     loop {
-        // Once the leader has started replicating to us we are no longer
-        // fresh: a retry must not make the leader replace us again.
-        request.fresh = {
-            let metrics = raft.metrics();
-            let metrics = metrics.borrow();
-            metrics.last_log_index.is_none() && metrics.membership_config.membership().nodes().next().is_none()
-        };
         match client.post(&endpoint).json(&request).send().await {
             Ok(resp) if resp.status().is_success() => {
                 let body = resp.text().await.unwrap_or_default();

@@ -86,7 +86,11 @@ mod tests {
     use super::*;
 
     fn addr(n: u16) -> PeerAddr {
-        PeerAddr { raft_addr: format!("10.0.0.{n}:5000"), http_addr: format!("10.0.0.{n}:8080") }
+        PeerAddr {
+            raft_addr: format!("10.0.0.{n}:5000"),
+            http_addr: format!("10.0.0.{n}:8080"),
+            incarnation: format!("{n:032x}"),
+        }
     }
 
     fn membership(voters: &[NodeId], nodes: &[NodeId]) -> Membership {

@@ -39,6 +39,11 @@ pub struct PeerAddr {
     pub raft_addr: String,
     /// `host:port` of the node's HTTP API.
     pub http_addr: String,
+    /// Which incarnation of the node id this member is (see `identity`):
+    /// every RPC to it names this, and a node that lost its data refuses
+    /// RPCs for its old incarnation until it is admitted again.
+    #[serde(default)]
+    pub incarnation: String,
 }
 
 impl fmt::Display for PeerAddr {

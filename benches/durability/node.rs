@@ -92,7 +92,11 @@ fn free_port() -> u16 {
 }
 
 pub fn fixed_addr() -> PeerAddr {
-    PeerAddr { raft_addr: format!("127.0.0.1:{}", free_port()), http_addr: format!("127.0.0.1:{}", free_port()) }
+    PeerAddr {
+        raft_addr: format!("127.0.0.1:{}", free_port()),
+        http_addr: format!("127.0.0.1:{}", free_port()),
+        incarnation: String::new(),
+    }
 }
 
 #[derive(Default, Clone, Copy)]
@@ -174,13 +178,15 @@ fn clock_ticks() -> f64 {
 }
 
 /// `serve` arguments for node `id` on `http_addr`/`raft_addr` with its data
-/// in `data`, joining through `join` (an `http://` URL) when given.
+/// in `data`, joining through `join` (an `http://` URL) when given, and
+/// founding the cluster (`--bootstrap`) otherwise.
 pub fn node_args(id: u64, http_addr: &str, raft_addr: &str, data: &Path, join: Option<&str>) -> Vec<String> {
     let id = id.to_string();
     let mut args =
         strings(&["--id", &id, "--http-addr", http_addr, "--raft-addr", raft_addr, "--data-dir", path_str(data)]);
-    if let Some(url) = join {
-        args.extend(strings(&["--join", url]));
+    match join {
+        Some(url) => args.extend(strings(&["--join", url])),
+        None => args.push("--bootstrap".to_string()),
     }
     args
 }

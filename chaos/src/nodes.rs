@@ -91,7 +91,8 @@ impl Nodes {
     }
 
     /// Starts node `id` on its data directory; `join` names the node whose
-    /// API it joins through when the directory is new.
+    /// API it joins through when the directory is new. Without it the node
+    /// founds the cluster (`--bootstrap`) if it has no state.
     pub fn start(&self, id: u64, join: Option<u64>) -> anyhow::Result<()> {
         let host = self.hosts.get(id).context("no such node")?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id))?;
@@ -110,9 +111,10 @@ impl Nodes {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
-        if let Some(seed) = join {
-            command.args(["--join", &format!("http://{}", self.http_addr(seed))]);
-        }
+        match join {
+            Some(seed) => command.args(["--join", &format!("http://{}", self.http_addr(seed))]),
+            None => command.arg("--bootstrap"),
+        };
         let child = command.spawn().with_context(|| format!("starting {}", self.binary.display()))?;
         lock(&self.running).insert(id, Running { child, paused: false });
         *lock(&self.incarnations).entry(id).or_insert(0) += 1;

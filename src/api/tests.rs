@@ -36,6 +36,7 @@ async fn single_node() -> (RunningNode, Router, tempfile::TempDir) {
         "127.0.0.1:0",
         "--data-dir",
         data_dir,
+        "--bootstrap",
     ]);
     let node = RunningNode::start(args.node).await.expect("node starts");
     node.state.raft.wait(Some(Duration::from_secs(10))).current_leader(1, "node 1 leads").await.expect("leader");

@@ -21,20 +21,21 @@ use super::fault::PeerDelay;
 use super::pb;
 use super::pb::raft_service_client::RaftServiceClient;
 use super::MAX_MESSAGE_BYTES;
+use crate::identity::NodeIdentity;
 use crate::types::{NodeId, PeerAddr, TypeConfig};
 
 /// Creates [`PeerConnection`]s for OpenRaft and keeps one channel per peer.
 #[derive(Clone)]
 pub struct PeerNetwork {
-    own_id: NodeId,
+    identity: Arc<NodeIdentity>,
     connect_timeout: Duration,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     delay: PeerDelay,
 }
 
 impl PeerNetwork {
-    pub fn new(own_id: NodeId, connect_timeout: Duration) -> Self {
-        Self { own_id, connect_timeout, channels: Arc::default(), delay: PeerDelay::default() }
+    pub fn new(identity: Arc<NodeIdentity>, connect_timeout: Duration) -> Self {
+        Self { identity, connect_timeout, channels: Arc::default(), delay: PeerDelay::default() }
     }
 
     /// Delays every outgoing RPC by `delay` (fault injection).
@@ -69,14 +70,23 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
         });
-        PeerConnection { own_id: self.own_id, target, client, delay: self.delay.clone() }
+        PeerConnection {
+            identity: self.identity.clone(),
+            target,
+            target_incarnation: node.incarnation.clone(),
+            client,
+            delay: self.delay.clone(),
+        }
     }
 }
 
 /// OpenRaft's handle on one peer.
 pub struct PeerConnection {
-    own_id: NodeId,
+    identity: Arc<NodeIdentity>,
     target: NodeId,
+    /// The incarnation the membership names for `target`; every RPC says it
+    /// is for that one.
+    target_incarnation: String,
     /// `Err` when the peer's address cannot even be parsed; every RPC then
     /// reports the peer as unreachable so OpenRaft backs off.
     client: Result<RaftServiceClient<Channel>, String>,
@@ -97,15 +107,16 @@ impl PeerConnection {
     /// replication stream backs off), a slow one is `Timeout`, a broken reply is
     /// a `NetworkError` (retried), and an error the peer's Raft returned is a
     /// `RemoteError`.
-    async fn call<Reply, Resp, E, F, Fut>(
+    async fn call<Msg, Reply, Resp, E, F, Fut>(
         &mut self,
         action: RPCTypes,
         option: &RPCOption,
+        message: Msg,
         rpc: F,
     ) -> Result<Resp, RPCError<NodeId, PeerAddr, RaftError<NodeId, E>>>
     where
         E: std::error::Error,
-        F: FnOnce(RaftServiceClient<Channel>) -> Fut,
+        F: FnOnce(RaftServiceClient<Channel>, tonic::Request<Msg>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<Reply>, tonic::Status>>,
         Reply: TryInto<Result<Resp, RaftError<NodeId, E>>, Error = ConvertError>,
     {
@@ -113,15 +124,22 @@ impl PeerConnection {
             Ok(client) => client.clone(),
             Err(msg) => return Err(RPCError::Unreachable(Unreachable::new(&BadAddress(msg.clone())))),
         };
+        let mut request = tonic::Request::new(message);
+        self.identity.stamp(request.metadata_mut(), self.target, &self.target_incarnation);
         let ttl = option.hard_ttl();
         let delay = self.delay.clone();
         let delayed = async move {
             delay.wait().await;
-            rpc(client).await
+            rpc(client, request).await
         };
         let reply = match tokio::time::timeout(ttl, delayed).await {
             Err(_elapsed) => {
-                return Err(RPCError::Timeout(Timeout { action, id: self.own_id, target: self.target, timeout: ttl }))
+                return Err(RPCError::Timeout(Timeout {
+                    action,
+                    id: self.identity.node_id(),
+                    target: self.target,
+                    timeout: ttl,
+                }))
             }
             Ok(Err(status)) => return Err(status_to_rpc_error(status)),
             Ok(Ok(reply)) => reply.into_inner(),
@@ -136,11 +154,14 @@ impl PeerConnection {
 
 /// Transport failures (refused, reset, DNS) come back from tonic as
 /// `Unavailable`; those peers are unreachable and retrying at once is waste.
+/// So is a peer that refused us for who we are (`FailedPrecondition`: another
+/// cluster, or a new incarnation not admitted yet) until the membership
+/// changes.
 fn status_to_rpc_error<E: std::error::Error>(
     status: tonic::Status,
 ) -> RPCError<NodeId, PeerAddr, RaftError<NodeId, E>> {
     match status.code() {
-        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
+        tonic::Code::Unavailable | tonic::Code::FailedPrecondition => RPCError::Unreachable(Unreachable::new(&status)),
         _ => RPCError::Network(NetworkError::new(&status)),
     }
 }
@@ -152,7 +173,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, PeerAddr, RaftError<NodeId>>> {
         let req = pb::AppendEntriesRequest::from(rpc);
-        self.call(RPCTypes::AppendEntries, &option, |mut c| async move { c.append_entries(req).await }).await
+        self.call(RPCTypes::AppendEntries, &option, req, |mut c, r| async move { c.append_entries(r).await }).await
     }
 
     async fn vote(
@@ -161,7 +182,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, PeerAddr, RaftError<NodeId>>> {
         let req = pb::VoteRequest::from(rpc);
-        self.call(RPCTypes::Vote, &option, |mut c| async move { c.vote(req).await }).await
+        self.call(RPCTypes::Vote, &option, req, |mut c, r| async move { c.vote(r).await }).await
     }
 
     async fn install_snapshot(
@@ -171,6 +192,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, PeerAddr, RaftError<NodeId, InstallSnapshotError>>>
     {
         let req = pb::InstallSnapshotRequest::from(rpc);
-        self.call(RPCTypes::InstallSnapshot, &option, |mut c| async move { c.install_snapshot(req).await }).await
+        self.call(RPCTypes::InstallSnapshot, &option, req, |mut c, r| async move { c.install_snapshot(r).await }).await
     }
 }

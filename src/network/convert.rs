@@ -90,13 +90,13 @@ fn log_id_from_pb(id: Option<pb::LogId>) -> Result<Option<LogId>, ConvertError> 
 
 impl From<PeerAddr> for pb::Node {
     fn from(addr: PeerAddr) -> Self {
-        pb::Node { raft_addr: addr.raft_addr, http_addr: addr.http_addr }
+        pb::Node { raft_addr: addr.raft_addr, http_addr: addr.http_addr, incarnation: addr.incarnation }
     }
 }
 
 impl From<pb::Node> for PeerAddr {
     fn from(node: pb::Node) -> Self {
-        PeerAddr { raft_addr: node.raft_addr, http_addr: node.http_addr }
+        PeerAddr { raft_addr: node.raft_addr, http_addr: node.http_addr, incarnation: node.incarnation }
     }
 }
 

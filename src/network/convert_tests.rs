@@ -55,10 +55,23 @@ fn membership() -> impl Strategy<Value = Membership> {
     (btree_set(0u64..8, 1..4), btree_map(0u64..8, "[a-z0-9.:]{1,12}", 0..4)).prop_map(|(voters, learners)| {
         let mut nodes: BTreeMap<NodeId, PeerAddr> = voters
             .iter()
-            .map(|id| (*id, PeerAddr { raft_addr: format!("r{id}"), http_addr: format!("h{id}") }))
+            .map(|id| {
+                (
+                    *id,
+                    PeerAddr {
+                        raft_addr: format!("r{id}"),
+                        http_addr: format!("h{id}"),
+                        incarnation: format!("i{id}"),
+                    },
+                )
+            })
             .collect();
         for (id, addr) in learners {
-            nodes.entry(id).or_insert(PeerAddr { raft_addr: addr.clone(), http_addr: addr });
+            nodes.entry(id).or_insert(PeerAddr {
+                raft_addr: addr.clone(),
+                http_addr: addr,
+                incarnation: String::new(),
+            });
         }
         Membership::new(vec![voters], nodes)
     })

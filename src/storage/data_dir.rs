@@ -4,7 +4,7 @@
 //! ```text
 //! <data-dir>/
 //!   gameraft.lock   flock()ed while a node runs; holds its pid
-//!   node.json       {"node_id": N, "format": 1}, written once
+//!   node.json       {"node_id": N, "format": 2, "incarnation": "..", "cluster_id": ".."}
 //!   raft-log/       vote, purge mark and log segments  (storage::FileLogStore)
 //!   state/          committed events and snapshots      (state_machine)
 //! ```
@@ -20,7 +20,8 @@ use crate::types::NodeId;
 
 const LOCK_FILE: &str = "gameraft.lock";
 const NODE_FILE: &str = "node.json";
-const FORMAT: u32 = 1;
+/// Format 1 had no incarnation or cluster id.
+const FORMAT: u32 = 2;
 pub const LOG_DIR: &str = "raft-log";
 pub const STATE_DIR: &str = "state";
 
@@ -65,11 +66,19 @@ impl DataDirError {
     }
 }
 
+/// `node.json`: who this directory is. The incarnation is drawn when the
+/// directory is created, so a node that lost its directory comes back as a
+/// new incarnation of its id; the cluster id is recorded when the node
+/// founds a cluster or is first reached by one (see `identity`).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NodeFile {
     node_id: NodeId,
     format: u32,
+    #[serde(default)]
+    incarnation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cluster_id: Option<String>,
 }
 
 /// An opened, locked data directory. The lock is released when this is
@@ -78,6 +87,8 @@ struct NodeFile {
 pub struct DataDir {
     path: PathBuf,
     node_id: NodeId,
+    incarnation: String,
+    cluster_id: Option<String>,
     _lock: Flock<File>,
 }
 
@@ -94,12 +105,19 @@ impl DataDir {
         probe_writable(path)?;
 
         let node_path = path.join(NODE_FILE);
-        let node_id = match fs::read(&node_path) {
+        let node = match fs::read(&node_path) {
             Ok(bytes) => {
                 let node: NodeFile = serde_json::from_slice(&bytes)
                     .map_err(|e| DataDirError::corrupt(path, format!("{NODE_FILE} is not valid: {e}")))?;
-                if node.format != FORMAT {
-                    return Err(DataDirError::corrupt(path, format!("unknown format {} in {NODE_FILE}", node.format)));
+                if node.format != FORMAT || node.incarnation.is_empty() {
+                    return Err(DataDirError::corrupt(
+                        path,
+                        format!(
+                            "{NODE_FILE} has format {}, not {FORMAT}: it was written by another version of \
+                             gameraft, which kept no cluster id or incarnation",
+                            node.format
+                        ),
+                    ));
                 }
                 match requested_id {
                     Some(requested) if requested != node.node_id => {
@@ -109,7 +127,7 @@ impl DataDir {
                             requested,
                         });
                     }
-                    _ => node.node_id,
+                    _ => node,
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -121,19 +139,60 @@ impl DataDir {
                         ));
                     }
                 }
-                let node_id = requested_id.unwrap_or_else(new_id);
-                let bytes = serde_json::to_vec(&NodeFile { node_id, format: FORMAT })
-                    .map_err(|e| DataDirError::write(&node_path, io::Error::other(e)))?;
-                atomic_write(&node_path, &bytes).map_err(|e| DataDirError::write(&node_path, e))?;
-                node_id
+                let node = NodeFile {
+                    node_id: requested_id.unwrap_or_else(new_id),
+                    format: FORMAT,
+                    incarnation: crate::identity::new_incarnation(),
+                    cluster_id: None,
+                };
+                write_node_file(&node_path, &node)?;
+                node
             }
             Err(err) => return Err(DataDirError::unreadable(&node_path, err)),
         };
-        Ok(Self { path: path.to_path_buf(), node_id, _lock: lock })
+        Ok(Self {
+            path: path.to_path_buf(),
+            node_id: node.node_id,
+            incarnation: node.incarnation,
+            cluster_id: node.cluster_id,
+            _lock: lock,
+        })
     }
 
     pub fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    /// Drawn when this directory was created; a node whose directory is lost
+    /// comes back as another incarnation of its id.
+    pub fn incarnation(&self) -> &str {
+        &self.incarnation
+    }
+
+    /// The cluster this directory belongs to, once it has founded or been
+    /// reached by one.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
+    }
+
+    /// Whether a Raft log was ever created here. A node without one has no
+    /// state to resume and must be told to bootstrap or join; one with an
+    /// empty log (a join that never got far) is no different, which only
+    /// Raft can tell.
+    pub fn has_raft_state(&self) -> bool {
+        self.path.join(LOG_DIR).exists()
+    }
+
+    /// Records (durably, before it returns) that this directory belongs to
+    /// `cluster_id`.
+    pub fn record_cluster_id(&self, cluster_id: &str) -> Result<(), DataDirError> {
+        let node = NodeFile {
+            node_id: self.node_id,
+            format: FORMAT,
+            incarnation: self.incarnation.clone(),
+            cluster_id: Some(cluster_id.to_string()),
+        };
+        write_node_file(&self.path.join(NODE_FILE), &node)
     }
 
     pub fn path(&self) -> &Path {
@@ -147,6 +206,11 @@ impl DataDir {
     pub fn state_dir(&self) -> PathBuf {
         self.path.join(STATE_DIR)
     }
+}
+
+fn write_node_file(node_path: &Path, node: &NodeFile) -> Result<(), DataDirError> {
+    let bytes = serde_json::to_vec(node).map_err(|e| DataDirError::write(node_path, io::Error::other(e)))?;
+    atomic_write(node_path, &bytes).map_err(|e| DataDirError::write(node_path, e))
 }
 
 fn lock(path: &Path) -> Result<Flock<File>, DataDirError> {
@@ -239,6 +303,30 @@ mod tests {
         assert_eq!(DataDir::open(&path, Some(42), || 7).unwrap().node_id(), 42);
         let err = DataDir::open(&path, Some(3), || 7).unwrap_err();
         assert!(matches!(err, DataDirError::OtherNode { found: 42, requested: 3, .. }), "{err}");
+    }
+
+    #[test]
+    fn keeps_its_incarnation_and_records_the_cluster_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDir::open(dir.path(), Some(1), || 1).unwrap();
+        let incarnation = first.incarnation().to_string();
+        assert_eq!(first.cluster_id(), None);
+        first.record_cluster_id("c0ffee").unwrap();
+        drop(first);
+        let again = DataDir::open(dir.path(), Some(1), || 1).unwrap();
+        assert_eq!((again.incarnation(), again.cluster_id()), (incarnation.as_str(), Some("c0ffee")));
+
+        let wiped = tempfile::tempdir().unwrap();
+        let other = DataDir::open(wiped.path(), Some(1), || 1).unwrap();
+        assert_ne!(other.incarnation(), incarnation, "a new directory is a new incarnation");
+    }
+
+    #[test]
+    fn a_node_file_of_the_first_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(NODE_FILE), br#"{"node_id": 1, "format": 1}"#).unwrap();
+        let err = DataDir::open(dir.path(), None, || 1).unwrap_err();
+        assert!(err.to_string().contains("another version"), "{err}");
     }
 
     #[test]

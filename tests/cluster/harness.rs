@@ -24,6 +24,12 @@ pub struct TestNode {
     child: Child,
 }
 
+/// How a node that was expected to stop by itself ended.
+pub struct Exited {
+    pub status: std::process::ExitStatus,
+    pub stderr: String,
+}
+
 pub struct TestCluster {
     pub nodes: BTreeMap<u64, TestNode>,
     log_dir: PathBuf,
@@ -150,7 +156,9 @@ impl TestCluster {
         self.spawn(old.id, join, &old.http_addr.clone(), &old.raft_addr.clone()).await
     }
 
-    /// Starts `gameraft serve` and waits for its address line.
+    /// Starts `gameraft serve` and waits for its address line. Without
+    /// `join` the node is given `--bootstrap` (which a node with state
+    /// ignores).
     pub async fn spawn(&mut self, id: u64, join: Option<String>, http_addr: &str, raft_addr: &str) -> &TestNode {
         self.spawn_opts(id, true, join, http_addr, raft_addr).await
     }
@@ -176,6 +184,7 @@ impl TestCluster {
             .env_remove("WORKER_ID")
             .env_remove("DATA_DIR")
             .env_remove("MASTER_URL")
+            .env_remove("GAMERAFT_BOOTSTRAP")
             .env("RUST_LOG", "info")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -185,9 +194,10 @@ impl TestCluster {
         if pass_id {
             command.args(["--id", &id.to_string()]);
         }
-        if let Some(join) = join {
-            command.args(["--join", &join]);
-        }
+        match join {
+            Some(join) => command.args(["--join", &join]),
+            None => command.arg("--bootstrap"),
+        };
         if !self.extra_args.iter().any(|arg| arg == "--in-memory") {
             command.arg("--data-dir").arg(self.data_dir_of(id));
         }
@@ -208,6 +218,33 @@ impl TestCluster {
         &self.nodes[&id]
     }
 
+    /// Runs `gameraft serve` for node `id` with neither `--bootstrap` nor
+    /// `--join`, expecting it to exit by itself within `limit`.
+    pub async fn serve_until_exit(&self, id: u64, http_addr: &str, raft_addr: &str, limit: Duration) -> Exited {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
+        command
+            .arg("serve")
+            .args(["--id", &id.to_string(), "--http-addr", http_addr, "--raft-addr", raft_addr])
+            .args(&self.extra_args)
+            .arg("--data-dir")
+            .arg(self.data_dir_of(id))
+            .env_remove("WORKER_ID")
+            .env_remove("DATA_DIR")
+            .env_remove("MASTER_URL")
+            .env_remove("GAMERAFT_BOOTSTRAP")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let child = command.spawn().expect("spawn gameraft serve");
+        let output = tokio::time::timeout(limit, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("node {id} still runs after {limit:?}: it should have refused to start"))
+            .expect("wait for node");
+        Exited { status: output.status, stderr: String::from_utf8_lossy(&output.stderr).into_owned() }
+    }
+
     pub fn node(&self, id: u64) -> &TestNode {
         &self.nodes[&id]
     }
@@ -225,6 +262,22 @@ impl TestCluster {
         let mut node = self.nodes.remove(&id).expect("node to kill is running");
         node.child.kill().await.expect("SIGKILL");
         node
+    }
+
+    /// SIGSTOPs node `id`: it holds its sockets but answers nothing until
+    /// [`TestCluster::resume`].
+    pub fn pause(&self, id: u64) {
+        self.signal(id, nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    pub fn resume(&self, id: u64) {
+        self.signal(id, nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, id: u64, signal: nix::sys::signal::Signal) {
+        let pid = self.nodes[&id].child.id().expect("node is running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits i32"));
+        nix::sys::signal::kill(pid, signal).expect("signal node");
     }
 
     /// Waits for node `id` to exit by itself (within `limit`); returns it

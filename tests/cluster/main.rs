@@ -3,6 +3,7 @@
 
 mod harness;
 mod t10_formation;
+mod t15_node_identity;
 mod t20_replication;
 mod t30_bad_input;
 mod t50_failover;

@@ -29,6 +29,7 @@ fn serve(id: u64, dir: &Path) -> Command {
     command
         .arg("serve")
         .args(["--id", &id.to_string(), "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"])
+        .arg("--bootstrap")
         .arg("--data-dir")
         .arg(dir)
         .env_remove("WORKER_ID")
