@@ -72,8 +72,10 @@ pub async fn join(
     headers: HeaderMap,
     ApiJson(request): ApiJson<JoinRequest>,
 ) -> Response {
-    if let Err(err) = validate_addr("raft_addr", &request.raft_addr).and(validate_addr("http_addr", &request.http_addr))
-    {
+    let valid = validate_addr("raft_addr", &request.raft_addr)
+        .and(validate_addr("http_addr", &request.http_addr))
+        .and(validate_incarnation(&request.incarnation));
+    if let Err(err) = valid {
         return err.into_response();
     }
     let forward = ForwardRequest {
@@ -123,6 +125,21 @@ fn membership_to_local(err: MembershipError) -> LocalError {
     match err {
         MembershipError::NotLeader(_) => LocalError::NotLeader,
         other => LocalError::Failed(other.into()),
+    }
+}
+
+/// An incarnation is what `identity::new_incarnation` draws: up to 64 hex
+/// digits (or none, from a node of a version before incarnations). It is
+/// stored in every membership entry, so its size is bounded.
+fn validate_incarnation(incarnation: &str) -> Result<(), ApiError> {
+    if incarnation.len() <= 64 && incarnation.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("incarnation must be at most 64 hex digits, got {} bytes", incarnation.len()),
+        ))
     }
 }
 

@@ -232,6 +232,11 @@ async fn membership_requests_are_validated() {
     assert!(body["message"].as_str().unwrap().contains("raft_addr"));
     let (status, body) = post_json(&app, "/nodes", json!({ "id": "two" })).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
+    let long = "a".repeat(65);
+    let join = json!({ "id": 2, "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:2", "incarnation": long });
+    let (status, body) = post_json(&app, "/nodes", join).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
+    assert!(body["message"].as_str().unwrap().contains("incarnation"), "{body}");
 
     let (status, body) = call(&app, "DELETE", "/nodes/7", None, b"").await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_node")));
