@@ -18,9 +18,11 @@
 //! acknowledging), and every later call fails too.
 //!
 //! Recovery (`open`): every segment is scanned. A bad record in the last
-//! segment is a torn write from a crash (it was never acknowledged, because
-//! the fsync had not returned) and is cut off; a bad record anywhere else, or
-//! entries out of order, is corruption and the node refuses to start.
+//! segment with no valid record after it is a torn write from a crash (it
+//! was never acknowledged, because the fsync had not returned) and is cut
+//! off. A bad record followed by a valid one, a bad record in any other
+//! segment, or entries out of order, is corruption of fsynced data: the node
+//! refuses to start, naming the file and offset.
 //!
 //! Only the positions of retained entries are kept in memory (a few thousand
 //! between snapshots); entries are read back from the segment files.
@@ -152,6 +154,8 @@ impl FileLogStore {
                 if Some(first) != last_key {
                     return Err(DataDirError::corrupt(&path, format!("{bad} at offset {}", end.clean_len)));
                 }
+                let last_index = entries.back().map(|pos| pos.log_id.index).or(purged_index);
+                refuse_if_not_torn(&file, &path, end.clean_len, &bad, last_index)?;
                 tracing::warn!(path = %path.display(), at = end.clean_len, %bad, "cutting a torn write at the end of the log");
                 file.truncate(end.clean_len).map_err(|e| DataDirError::write(&path, e))?;
             }
@@ -389,6 +393,48 @@ impl RaftLogStorage<TypeConfig> for FileLogStore {
             return Err(files.fail(ErrorSubject::Logs, ErrorVerb::Delete, err));
         }
         Ok(())
+    }
+}
+
+/// Refuses a bad record at `bad_at` in the last segment unless it is a torn
+/// write. A crash can leave only the end of the last unsynced batch damaged:
+/// a whole, valid record after the bad one (an entry later than
+/// `last_index`, the last good one) means the damage is in data written
+/// before it, which was fsynced and acknowledged, so cutting there would
+/// drop acknowledged entries. Such a segment is left as it is.
+///
+/// A batch whose pages reached the disk out of order before its fsync
+/// returned could look the same; refusing it costs a manual restore of an
+/// entry that was never acknowledged, never a lost one.
+fn refuse_if_not_torn(
+    file: &ByteFile,
+    path: &Path,
+    bad_at: u64,
+    bad: &record::BadRecord,
+    last_index: Option<u64>,
+) -> Result<(), DataDirError> {
+    let len = file.len().map_err(|e| DataDirError::unreadable(path, e))?;
+    let mut tail =
+        vec![0; usize::try_from(len - bad_at).map_err(|e| DataDirError::unreadable(path, io::Error::other(e)))?];
+    file.read_exact_at(&mut tail, bad_at).map_err(|e| DataDirError::unreadable(path, e))?;
+    let mut later = None;
+    let found = record::find_valid_record(&tail, 1, |payload| match decode_entry(payload) {
+        Ok(entry) if last_index.is_none_or(|last| entry.log_id.index > last) => {
+            later = Some(entry.log_id.index);
+            true
+        }
+        _ => false,
+    });
+    match (found, later) {
+        (Some(offset), Some(index)) => Err(DataDirError::corrupt(
+            path,
+            format!(
+                "{bad} at offset {bad_at}, yet a valid record (entry {index}) follows at offset {}: \
+                 entries that were already fsynced are damaged, this is not a write torn by a crash",
+                bad_at + offset as u64
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
