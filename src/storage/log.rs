@@ -12,8 +12,10 @@
 //! Durability: `append` writes the batch and `fdatasync`s it before telling
 //! OpenRaft the entries are flushed; `save_vote` returns once the vote file
 //! is renamed into place and the directory is synced; `truncate` cuts and
-//! syncs before any later append can land at the same place; `purge` records
-//! the purge mark before deleting a segment. Any I/O error is returned to
+//! syncs before any later append can land at the same place; `purge` waits
+//! until the state machine holds the entries it drops durably
+//! ([`FileLogStore::with_purge_limit`], `watermark.rs`), then records the
+//! purge mark before deleting a segment. Any I/O error is returned to
 //! OpenRaft, which stops the node (a node that cannot persist must not keep
 //! acknowledging), and every later call fails too.
 //!
@@ -34,6 +36,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
@@ -42,6 +45,7 @@ use tokio::sync::Mutex;
 
 use super::data_dir::{atomic_write, read_json, sync_dir, DataDirError};
 use super::record;
+use super::watermark::PurgeLimit;
 use super::ByteFile;
 use crate::network::pb;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
@@ -51,6 +55,10 @@ pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 const VOTE_FILE: &str = "vote.json";
 const PURGED_FILE: &str = "purged.json";
 const SEGMENT_EXT: &str = "seg";
+/// Longest a purge waits for the state machine to make the entries it drops
+/// durable (see `watermark.rs`). Only an install that hangs reaches it: one
+/// that fails, or a state machine that stops, ends the wait at once.
+const PURGE_WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 /// Where one retained entry lives.
 #[derive(Debug, Clone)]
@@ -80,6 +88,10 @@ struct LogFiles {
 #[derive(Debug, Clone)]
 pub struct FileLogStore {
     files: Arc<Mutex<LogFiles>>,
+    /// When set, `purge` first waits until the state machine holds the
+    /// entries it drops durably.
+    purge_limit: Option<PurgeLimit>,
+    purge_wait: Duration,
 }
 
 impl FileLogStore {
@@ -165,7 +177,35 @@ impl FileLogStore {
         let mut files =
             LogFiles { dir: dir.to_path_buf(), vote, last_purged, segments, entries, failed: None, segment_bytes };
         files.delete_purged_segments().map_err(|e| DataDirError::write(dir, e))?;
-        Ok(Self { files: Arc::new(Mutex::new(files)) })
+        Ok(Self { files: Arc::new(Mutex::new(files)), purge_limit: None, purge_wait: PURGE_WAIT_LIMIT })
+    }
+
+    /// Makes every later `purge` wait until the state machine behind `limit`
+    /// holds the entries it drops durably. Refuses a log that is already
+    /// purged past that point: the entries in between are gone for good.
+    pub async fn with_purge_limit(mut self, limit: PurgeLimit) -> Result<Self, DataDirError> {
+        {
+            let files = self.files.lock().await;
+            if let Some(purged) = files.last_purged.map(|id| id.index) {
+                if limit.durable() < Some(purged) {
+                    return Err(DataDirError::PurgedPastApplied {
+                        path: files.dir.clone(),
+                        purged,
+                        applied: limit
+                            .durable()
+                            .map_or("no entry".to_string(), |index| format!("entries up to {index}")),
+                    });
+                }
+            }
+        }
+        self.purge_limit = Some(limit);
+        Ok(self)
+    }
+
+    /// Sets how long a purge waits for the state machine (tests shorten it).
+    pub fn with_purge_wait(mut self, wait: Duration) -> Self {
+        self.purge_wait = wait;
+        self
     }
 }
 
@@ -377,6 +417,16 @@ impl RaftLogStorage<TypeConfig> for FileLogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        if let Some(limit) = &self.purge_limit {
+            // Before taking the lock: readers need not wait with us.
+            if limit.durable() < Some(log_id.index) {
+                tracing::info!(upto = %log_id, durable = ?limit.durable(), "purge waits for the state machine to hold these entries durably");
+            }
+            if let Err(err) = limit.wait_for(log_id.index, self.purge_wait).await {
+                tracing::error!(upto = %log_id, %err, "cannot purge the log; this node stops");
+                return Err(io_error(ErrorSubject::Logs, ErrorVerb::Delete, io::Error::other(err)));
+            }
+        }
         let mut files = self.files.lock().await;
         files.check_healthy()?;
         let path = files.dir.join(PURGED_FILE);
