@@ -447,15 +447,15 @@ impl RaftLogStorage<TypeConfig> for FileLogStore {
 }
 
 /// Refuses a bad record at `bad_at` in the last segment unless it is a torn
-/// write. A crash can leave only the end of the last unsynced batch damaged:
-/// a whole, valid record after the bad one (an entry later than
-/// `last_index`, the last good one) means the damage is in data written
-/// before it, which was fsynced and acknowledged, so cutting there would
-/// drop acknowledged entries. Such a segment is left as it is.
+/// write. A crash can damage only the end of the last unsynced batch: a
+/// whole, valid record after the bad one (an entry later than `last_index`,
+/// the last good one) means the damage is in data written before it, which
+/// was fsynced and acknowledged, so cutting there would drop acknowledged
+/// entries. Such a segment is left as it is.
 ///
-/// A batch whose pages reached the disk out of order before its fsync
-/// returned could look the same; refusing it costs a manual restore of an
-/// entry that was never acknowledged, never a lost one.
+/// One crash could look the same: a batch whose pages reached the disk out
+/// of order before its fsync returned. Refusing it costs the operator a
+/// node replacement, never an acknowledged entry.
 fn refuse_if_not_torn(
     file: &ByteFile,
     path: &Path,
@@ -464,8 +464,9 @@ fn refuse_if_not_torn(
     last_index: Option<u64>,
 ) -> Result<(), DataDirError> {
     let len = file.len().map_err(|e| DataDirError::unreadable(path, e))?;
-    let mut tail =
-        vec![0; usize::try_from(len - bad_at).map_err(|e| DataDirError::unreadable(path, io::Error::other(e)))?];
+    let tail_len =
+        usize::try_from(len.saturating_sub(bad_at)).map_err(|e| DataDirError::unreadable(path, io::Error::other(e)))?;
+    let mut tail = vec![0; tail_len];
     file.read_exact_at(&mut tail, bad_at).map_err(|e| DataDirError::unreadable(path, e))?;
     let mut later = None;
     let found = record::find_valid_record(&tail, 1, |payload| match decode_entry(payload) {
