@@ -63,6 +63,13 @@ pub struct NodeConfig {
     #[arg(long, env = "GAMERAFT_FAULT_PEER_DELAY_FILE", hide = true)]
     pub fault_peer_delay_file: Option<PathBuf>,
 
+    /// Fault injection for the nemesis harness (`chaos/`) and tests, never
+    /// for production: while this file exists, a node installing a received
+    /// snapshot aborts the process after the snapshot is written and
+    /// validated, before it is published.
+    #[arg(long, env = "GAMERAFT_FAULT_CRASH_IN_INSTALL_FILE", hide = true)]
+    pub fault_crash_in_install_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub raft: RaftTimings,
 

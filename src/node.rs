@@ -136,9 +136,14 @@ impl RunningNode {
         }
         let (raft, events) = match &data_dir {
             Some(dir) => {
-                let state_machine = GameStateMachine::open(&dir.state_dir())?;
+                let state_machine = GameStateMachine::open(&dir.state_dir())?
+                    .with_crash_in_install_file(config.fault_crash_in_install_file.clone());
                 let events = state_machine.event_log();
-                let log = FileLogStore::open(&dir.log_dir())?;
+                // Purges wait for the state machine; a log already purged
+                // past it is refused here, with what to do.
+                let log = FileLogStore::open(&dir.log_dir())?
+                    .with_purge_limit(state_machine.durable_watermark().purge_limit())
+                    .await?;
                 (Raft::new(node_id, raft_config, network, log, state_machine).await, events)
             }
             None => {

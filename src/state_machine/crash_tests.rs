@@ -15,8 +15,8 @@ use openraft::{CommittedLeaderId, EntryPayload, RaftSnapshotBuilder};
 
 use super::GameStateMachine;
 use crate::event::CriticalEvent;
-use crate::storage::DataDirError;
-use crate::types::{Command, Entry, LogId, Membership, PeerAddr};
+use crate::storage::{DataDirError, FileLogStore};
+use crate::types::{Command, Entry, LogId, Membership, PeerAddr, StorageError};
 
 fn log_id(index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(1, 1), index)
@@ -247,4 +247,193 @@ async fn a_snapshot_that_does_not_match_its_meta_is_refused() {
         assert!(receiver.install_snapshot(&built.meta, incoming).await.is_err());
         assert_eq!(receiver.event_log().range(0, u64::MAX).unwrap(), before, "old state kept");
     }
+}
+
+/// A follower as OpenRaft drives it when a snapshot arrives: the install is
+/// queued to the state machine's task, and the log is purged up to the
+/// snapshot right after, without waiting for it. Entries `0..held` are in
+/// both the follower's log and its state machine; the snapshot covers
+/// `0..=last_entry()`. The stores are wired as `node.rs` wires them.
+struct Follower {
+    _dir: tempfile::TempDir,
+    log_dir: PathBuf,
+    state_dir: PathBuf,
+    log: FileLogStore,
+    sm: GameStateMachine,
+    snapshot: openraft::storage::Snapshot<crate::types::TypeConfig>,
+}
+
+/// Opens both stores of a node as `node.rs` does: the log's purges bounded
+/// by the state machine, and refused if already past it.
+async fn open_node_stores(log_dir: &Path, state_dir: &Path) -> Result<(FileLogStore, GameStateMachine), DataDirError> {
+    let sm = GameStateMachine::open(state_dir)?;
+    let log = FileLogStore::open(log_dir)?.with_purge_limit(sm.durable_watermark().purge_limit()).await?;
+    // A purge that waits for an install nobody runs gives up soon.
+    Ok((log.with_purge_wait(std::time::Duration::from_millis(300)), sm))
+}
+
+impl Follower {
+    async fn new(held: u64) -> Self {
+        use openraft::storage::RaftLogStorageExt;
+        let sender_dir = tempfile::tempdir().unwrap();
+        let mut sender = GameStateMachine::open(sender_dir.path()).unwrap();
+        sender.apply((0..=last_entry()).map(entry)).await.unwrap();
+        sender.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let snapshot = sender.get_current_snapshot().await.unwrap().expect("a snapshot");
+
+        let dir = tempfile::tempdir().unwrap();
+        let (log_dir, state_dir) = (dir.path().join("raft-log"), dir.path().join("state"));
+        let (mut log, mut sm) = open_node_stores(&log_dir, &state_dir).await.unwrap();
+        log.blocking_append((0..held).map(entry)).await.unwrap();
+        sm.apply((0..held).map(entry)).await.unwrap();
+        Self { _dir: dir, log_dir, state_dir, log, sm, snapshot }
+    }
+
+    /// The received snapshot, written as OpenRaft writes its chunks;
+    /// `damaged` drops its last bytes, so installing it fails.
+    async fn receive(&mut self, damaged: bool) -> Box<super::SnapshotData> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut bytes = Vec::new();
+        self.snapshot.snapshot.read_to_end(&mut bytes).await.unwrap();
+        if damaged {
+            bytes.truncate(bytes.len() - 3);
+        }
+        let mut incoming = self.sm.begin_receiving_snapshot().await.unwrap();
+        incoming.write_all(&bytes).await.unwrap();
+        incoming.shutdown().await.unwrap();
+        incoming
+    }
+
+    fn snapshot_log_id(&self) -> LogId {
+        self.snapshot.meta.last_log_id.expect("the snapshot covers entries")
+    }
+
+    /// Queues the install (in its own task, as OpenRaft's state machine
+    /// worker runs it) and purges up to the snapshot at once, as OpenRaft's
+    /// core does. Returns the install's and the purge's outcomes.
+    async fn install_and_purge(&mut self, damaged: bool) -> (Result<(), StorageError>, Result<(), StorageError>) {
+        use openraft::storage::RaftLogStorage;
+        let incoming = self.receive(damaged).await;
+        let (meta, upto) = (self.snapshot.meta.clone(), self.snapshot_log_id());
+        let mut sm = std::mem::replace(&mut self.sm, GameStateMachine::in_memory());
+        let install = tokio::spawn(async move {
+            let result = sm.install_snapshot(&meta, incoming).await;
+            (sm, result)
+        });
+        let purged = self.log.purge(upto).await;
+        let (sm, installed) = install.await.unwrap();
+        self.sm = sm;
+        (installed, purged)
+    }
+
+    /// Drops everything, as a crash does, and reopens both stores as a
+    /// restarted node does: returns the log's purge mark and the state
+    /// machine's last applied entry.
+    async fn crash_and_reopen(self) -> (Option<LogId>, Option<LogId>) {
+        use openraft::storage::RaftLogStorage;
+        let Self { _dir, log_dir, state_dir, log, sm, .. } = self;
+        drop((log, sm));
+        let (mut log, mut sm) =
+            open_node_stores(&log_dir, &state_dir).await.unwrap_or_else(|e| panic!("the node cannot start again: {e}"));
+        let purged = log.get_log_state().await.unwrap().last_purged_log_id;
+        let applied = sm.applied_state().await.unwrap().0;
+        assert!(
+            purged.map(|id| id.index) <= applied.map(|id| id.index),
+            "the log is purged up to {purged:?} but the state machine holds only up to {applied:?}"
+        );
+        (purged, applied)
+    }
+}
+
+/// A failing install (here a damaged snapshot; ENOSPC does the same) must
+/// leave the log holding what the state machine needs to restart.
+#[tokio::test]
+async fn a_failed_install_leaves_the_log_unpurged_past_what_is_applied() {
+    let mut follower = Follower::new(5).await;
+    let (installed, purged) = follower.install_and_purge(true).await;
+    assert!(installed.is_err(), "a damaged snapshot is refused");
+    let err = purged.expect_err("the purge must not go past what the state machine holds");
+    assert!(err.to_string().contains("stopped before making entry 25 durable"), "{err}");
+    let (purged, applied) = follower.crash_and_reopen().await;
+    assert_eq!((purged, applied), (None, Some(log_id(4))), "the log and the state as before the snapshot");
+}
+
+/// A crash after the purge was asked for but before the install ran.
+#[tokio::test]
+async fn a_crash_before_the_install_finishes_leaves_the_log_unpurged_past_what_is_applied() {
+    use openraft::storage::RaftLogStorage;
+    let mut follower = Follower::new(5).await;
+    let _incoming = follower.receive(false).await;
+    // The install is queued, not yet run; the purge comes first and waits
+    // for it (here, until its bound).
+    let upto = follower.snapshot_log_id();
+    let err = follower.log.purge(upto).await.expect_err("the purge waits for the install");
+    assert!(err.to_string().contains("durable only up to None, not 25"), "{err}");
+    let (purged, applied) = follower.crash_and_reopen().await;
+    assert_eq!((purged, applied), (None, Some(log_id(4))));
+}
+
+/// The normal case: the purge waits for the install, then goes through.
+#[tokio::test]
+async fn a_purge_after_a_snapshot_goes_through_once_the_install_is_durable() {
+    let mut follower = Follower::new(5).await;
+    let (installed, purged) = follower.install_and_purge(false).await;
+    installed.expect("installed");
+    purged.expect("purged once installed");
+    let upto = follower.snapshot_log_id();
+    let (purged, applied) = follower.crash_and_reopen().await;
+    assert_eq!((purged, applied), (Some(upto), Some(upto)));
+}
+
+/// A data directory already purged past its state machine (left by a
+/// version without the watermark) is refused with what to do.
+#[tokio::test]
+async fn a_log_purged_past_the_state_machine_is_refused_at_open() {
+    use openraft::storage::RaftLogStorage;
+    let follower = Follower::new(5).await;
+    let upto = follower.snapshot_log_id();
+    let Follower { _dir, log_dir, state_dir, log, sm, .. } = follower;
+    drop((log, sm));
+    FileLogStore::open(&log_dir).unwrap().purge(upto).await.unwrap();
+    let err = open_node_stores(&log_dir, &state_dir).await.expect_err("refused");
+    assert!(matches!(err, DataDirError::PurgedPastApplied { purged: 25, .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("purged up to entry 25, but the state machine holds only entries up to 4"), "{message}");
+    assert!(message.contains("move its data directory away and start it with --join"), "{message}");
+}
+
+/// A snapshot build that waits for the directory lock while an install
+/// switches generations must see the new generation: the old one's
+/// directory is deleted by the install.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_waiting_on_an_install_snapshots_the_installed_generation() {
+    let mut follower = Follower::new(5).await;
+    let incoming = follower.receive(false).await;
+    let meta = follower.snapshot.meta.clone();
+    let mut builder = follower.sm.get_snapshot_builder().await;
+    let dir = follower.sm.dir.clone().expect("a durable store");
+    let (reached_tx, reached) = tokio::sync::oneshot::channel();
+    let (resume, resume_rx) = tokio::sync::oneshot::channel();
+    follower.sm.pause_before_publish = Some(super::PauseHook { reached: reached_tx, resume: resume_rx });
+    let mut sm = follower.sm;
+    let install = tokio::spawn(async move {
+        let result = sm.install_snapshot(&meta, incoming).await;
+        (sm, result)
+    });
+    reached.await.expect("the install reaches its pause");
+
+    // The install has switched generations on disk and not yet published
+    // the new one. A build starts now: either it waits for the install (the
+    // lock is held), or it runs and must still succeed.
+    let build = tokio::spawn(async move { builder.build_snapshot().await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while dir.try_lock().is_ok() && !build.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the build neither ran nor waited for the install");
+        tokio::task::yield_now().await;
+    }
+    resume.send(()).expect("the install waits");
+    let (_sm, installed) = install.await.unwrap();
+    installed.expect("the install succeeds");
+    let built = build.await.unwrap().expect("a build beside an install must not fail");
+    assert_eq!(built.meta.last_log_id, follower.snapshot.meta.last_log_id, "the build snapshots the installed state");
 }

@@ -13,6 +13,11 @@
 //! Snapshots are the event file's prefix ([`SnapshotData`]); installing one
 //! switches to a new generation atomically.
 //!
+//! How far the state is durable is published as a [`DurableWatermark`],
+//! which bounds how far the log store may purge (`storage/watermark.rs`):
+//! it moves at open, when a snapshot is built, and when a received one is
+//! installed, never on apply.
+//!
 //! Exactly-once appends: an event whose request id was carried by one of the
 //! last `W` events (`W` stamped into the entry by the leader) is not appended
 //! again; its outcome names the original ([`EventOutcome::Duplicate`]). The
@@ -28,7 +33,7 @@ mod state_dir;
 mod writeback;
 
 use std::io::{self, Cursor};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -42,7 +47,7 @@ pub use self::snapshot_data::SnapshotData;
 use self::state_dir::StateDir;
 use self::writeback::Writeback;
 use crate::event::CriticalEvent;
-use crate::storage::DataDirError;
+use crate::storage::{DataDirError, DurableWatermark};
 use crate::sync::{read, write};
 use crate::types::{CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
@@ -106,6 +111,30 @@ pub struct GameStateMachine {
     /// needs no lock.
     request_ids: RequestIds,
     writeback: Writeback,
+    /// How far the state is durable; bounds log purges.
+    durable: DurableWatermark,
+    /// Test-only fault point (`--fault-crash-in-install-file`): while this
+    /// file exists, an install aborts the process after the received
+    /// snapshot is written and validated, before it is published.
+    crash_in_install_file: Option<PathBuf>,
+    /// Test-only: pauses an install once its new generation is in place on
+    /// disk, before it is published to readers and snapshot builds.
+    #[cfg(test)]
+    pause_before_publish: Option<PauseHook>,
+}
+
+/// Test-only: where an install pauses, and what lets it go on.
+#[cfg(test)]
+pub(crate) struct PauseHook {
+    pub reached: tokio::sync::oneshot::Sender<()>,
+    pub resume: tokio::sync::oneshot::Receiver<()>,
+}
+
+#[cfg(test)]
+impl std::fmt::Debug for PauseHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PauseHook")
+    }
 }
 
 impl GameStateMachine {
@@ -117,6 +146,10 @@ impl GameStateMachine {
             dir: None,
             request_ids: RequestIds::default(),
             writeback: Writeback::default(),
+            durable: DurableWatermark::new(None),
+            crash_in_install_file: None,
+            #[cfg(test)]
+            pause_before_publish: None,
         }
     }
 
@@ -130,6 +163,8 @@ impl GameStateMachine {
             window = recovered.state.request_id_window,
             "opened the event store"
         );
+        // `StateDir::open` synced what it recovered: all of it is durable.
+        let durable = DurableWatermark::new(recovered.state.last_applied.map(|id| id.index));
         let live =
             Live { generation: Arc::new(recovered.generation), state: recovered.state, snapshot: recovered.snapshot };
         Ok(Self {
@@ -137,7 +172,24 @@ impl GameStateMachine {
             dir: Some(Arc::new(tokio::sync::Mutex::new(state_dir))),
             request_ids: recovered.request_ids,
             writeback: Writeback::default(),
+            durable,
+            crash_in_install_file: None,
+            #[cfg(test)]
+            pause_before_publish: None,
         })
+    }
+
+    /// Test-only fault injection for the nemesis: see
+    /// `--fault-crash-in-install-file`.
+    pub fn with_crash_in_install_file(mut self, file: Option<PathBuf>) -> Self {
+        self.crash_in_install_file = file;
+        self
+    }
+
+    /// How far this state machine is durable; hand its
+    /// [`purge_limit`](DurableWatermark::purge_limit) to the log store.
+    pub fn durable_watermark(&self) -> DurableWatermark {
+        self.durable.clone()
     }
 
     pub fn event_log(&self) -> EventLog {
@@ -182,6 +234,7 @@ impl RaftStateMachine<TypeConfig> for GameStateMachine {
         // else changes `state` between this read and the write below.
         let results = generation.append(&mut state, applied, &mut self.request_ids).map_err(|e| {
             tracing::error!(%e, "cannot write applied events; this node stops");
+            self.durable.stop(format!("cannot write applied events: {e}"));
             sm_error(ErrorVerb::Write, e)
         })?;
         self.writeback.applied(&generation, state.dat_len);
@@ -190,7 +243,7 @@ impl RaftStateMachine<TypeConfig> for GameStateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { live: self.live.clone(), dir: self.dir.clone() }
+        SnapshotBuilder { live: self.live.clone(), dir: self.dir.clone(), durable: self.durable.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
@@ -205,23 +258,40 @@ impl RaftStateMachine<TypeConfig> for GameStateMachine {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotData>) -> Result<(), StorageError> {
+        let durable = self.durable.clone();
         let fail = |e: io::Error| {
             tracing::error!(snapshot_id = %meta.snapshot_id, %e, "cannot install the received snapshot");
+            durable.stop(format!("cannot install snapshot {}: {e}", meta.snapshot_id));
             snapshot_error(ErrorVerb::Write, Some(meta), e)
         };
-        let (generation, record) = match (*snapshot, &self.dir) {
+        // Held until the new generation is published in `live`: a snapshot
+        // build waiting for it must not see the generation this install
+        // retires (its directory is deleted).
+        let mut dir_guard = match &self.dir {
+            Some(dir) => Some(dir.clone().lock_owned().await),
+            None => None,
+        };
+        let (generation, record) = match (*snapshot, dir_guard.as_deref_mut()) {
             (SnapshotData::Memory(cursor), None) => {
                 let generation = Generation::from_bytes(cursor.into_inner());
                 let record = event_store::validate_snapshot(&generation, meta).map_err(fail)?;
                 (generation, record)
             }
             (SnapshotData::File(file), Some(dir)) => {
-                let mut dir = dir.lock().await;
                 let path = file.sync_and_close().await.map_err(fail)?;
-                dir.install(&path, meta).map_err(fail)?
+                let prepared = dir.prepare(&path, meta).map_err(fail)?;
+                crash_if_file_exists(self.crash_in_install_file.as_deref());
+                dir.publish(prepared).map_err(fail)?
             }
             _ => return Err(fail(io::Error::other("snapshot data does not match this store's kind"))),
         };
+        // `CURRENT` names the new generation: the log may be purged up to it.
+        self.durable.advance(record.state.last_applied.map(|id| id.index));
+        #[cfg(test)]
+        if let Some(hook) = self.pause_before_publish.take() {
+            let _ = hook.reached.send(());
+            let _ = hook.resume.await;
+        }
         // The events before the snapshot point are new to this node: their
         // ids replace whatever it held.
         self.request_ids = generation.load_request_ids(&record.state).map_err(fail)?;
@@ -233,6 +303,7 @@ impl RaftStateMachine<TypeConfig> for GameStateMachine {
         );
         *write(&self.live) =
             Live { generation: Arc::new(generation), state: record.state.clone(), snapshot: Some(record) };
+        drop(dir_guard);
         Ok(())
     }
 
@@ -254,6 +325,7 @@ impl RaftStateMachine<TypeConfig> for GameStateMachine {
 pub struct SnapshotBuilder {
     live: Arc<RwLock<Live>>,
     dir: Option<Arc<tokio::sync::Mutex<StateDir>>>,
+    durable: DurableWatermark,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -291,6 +363,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             }
         }
         drop(dir_guard);
+        // The event file up to the snapshot is fsynced and recorded: OpenRaft
+        // may purge the log up to it.
+        self.durable.advance(record.state.last_applied.map(|id| id.index));
         tracing::info!(snapshot_id = %meta.snapshot_id, events = record.state.event_count, "built snapshot");
         open_snapshot(&generation, record).await
     }
@@ -305,6 +380,15 @@ async fn open_snapshot(generation: &Generation, record: SnapshotRecord) -> Resul
     }
     .map_err(|e| snapshot_error(ErrorVerb::Read, Some(&record.meta), e))?;
     Ok(Snapshot { meta: record.meta, snapshot: Box::new(data) })
+}
+
+/// The `--fault-crash-in-install-file` fault point (test-only): aborts the
+/// process, so that nothing is cleaned up, as a crash would.
+fn crash_if_file_exists(file: Option<&Path>) {
+    if let Some(file) = file.filter(|file| file.exists()) {
+        tracing::error!(file = %file.display(), "fault injected: crashing in the middle of a snapshot install");
+        std::process::abort();
+    }
 }
 
 fn sm_error(verb: ErrorVerb, err: io::Error) -> StorageError {

@@ -1,6 +1,6 @@
 //! The durable store's directory: which generation is live (`CURRENT`),
 //! opening and recovering it, and switching to a received snapshot's
-//! generation in one rename. The layout is drawn in `event_store.rs`.
+//! generation in one rename (prepared beside the live one, then published). The layout is drawn in `event_store.rs`.
 
 use std::fs;
 use std::io;
@@ -19,6 +19,13 @@ use crate::types::SnapshotMeta;
 pub struct StateDir {
     dir: PathBuf,
     current: u64,
+}
+
+/// A received snapshot made into a generation, not yet live.
+pub struct Prepared {
+    incoming: PathBuf,
+    generation: Generation,
+    snapshot: SnapshotRecord,
 }
 
 /// What opening a store found.
@@ -65,6 +72,10 @@ impl StateDir {
         let snapshot_path = gen_dir.join(SNAPSHOT_FILE);
         let snapshot: Option<SnapshotRecord> = read_json(&snapshot_path)?;
         let state = recover(&generation, snapshot.as_ref().map(|s| s.state.clone()), &gen_dir)?;
+        // What was recovered may be a crashed process's unsynced writes, still
+        // only in the page cache: make it durable, since the durable
+        // watermark starts here and the log may be purged up to it.
+        generation.sync().map_err(|e| DataDirError::write(&gen_dir, e))?;
         let request_ids = generation.load_request_ids(&state).map_err(|e| read_error(&gen_dir, e))?;
         Ok((state_dir, Recovered { generation, state, snapshot, request_ids }))
     }
@@ -87,16 +98,23 @@ impl StateDir {
         Ok(dir.join(DAT_FILE))
     }
 
-    /// Turns the received event file at `dat_path` into the live generation
-    /// for `meta`. Validates every record first; the switch is one rename of
-    /// `CURRENT`.
-    pub fn install(&mut self, dat_path: &Path, meta: &SnapshotMeta) -> io::Result<(Generation, SnapshotRecord)> {
+    /// Makes the received event file at `dat_path` a complete generation
+    /// for `meta`, beside the live one: validates every record, builds the
+    /// index, fsyncs it and writes its `snapshot.json`. Nothing is switched
+    /// yet; see [`StateDir::publish`].
+    pub fn prepare(&self, dat_path: &Path, meta: &SnapshotMeta) -> io::Result<Prepared> {
         let incoming = dat_path.parent().ok_or_else(|| invalid("snapshot file has no directory"))?.to_path_buf();
         let generation = Generation::open(&incoming)?;
         let snapshot = validate_snapshot(&generation, meta)?;
         generation.sync()?;
         atomic_write(&incoming.join(SNAPSHOT_FILE), &serde_json::to_vec(&snapshot).map_err(io::Error::other)?)?;
+        Ok(Prepared { incoming, generation, snapshot })
+    }
 
+    /// Makes a prepared generation the live one: one rename of `CURRENT`,
+    /// fsynced. The replaced generation's directory is then deleted.
+    pub fn publish(&mut self, prepared: Prepared) -> io::Result<(Generation, SnapshotRecord)> {
+        let Prepared { incoming, generation, snapshot } = prepared;
         let next = self.current + 1;
         let next_dir = self.generation_dir(next);
         if next_dir.exists() {

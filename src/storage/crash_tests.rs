@@ -142,3 +142,41 @@ async fn damage_before_the_last_segment_is_refused_not_repaired() {
     assert!(matches!(err, DataDirError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("00000000000000000001.seg is corrupt"), "{err}");
 }
+
+/// Damage in the middle of the last segment, with whole records after it,
+/// is not a torn write: those later records were written (and fsynced)
+/// after the damaged one, so cutting there would drop acknowledged entries.
+#[tokio::test]
+async fn damage_followed_by_valid_records_in_the_last_segment_is_refused_not_cut() {
+    let original = tempfile::tempdir().unwrap();
+    let mut record_starts = Vec::new();
+    {
+        let mut store = FileLogStore::open(original.path()).unwrap();
+        for index in 1..=9 {
+            record_starts.push(std::fs::metadata(original.path().join(SEGMENT)).map_or(0, |m| m.len()));
+            store.blocking_append([entry(index)]).await.unwrap();
+        }
+    }
+    let fifth = record_starts[4];
+    // A flipped payload byte, and a damaged length field (which hides where
+    // the next record starts).
+    for (what, damage_at) in [("payload byte", fifth + 12), ("length field", fifth + 3)] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(original.path(), dir.path());
+        let segment = dir.path().join(SEGMENT);
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[damage_at as usize] ^= 0x5a;
+        std::fs::write(&segment, bytes).unwrap();
+
+        let err = FileLogStore::open(dir.path()).expect_err(&format!("damaged {what}: opened by cutting entries 5..9"));
+        assert!(matches!(err, DataDirError::Corrupt { .. }), "{what}: {err}");
+        let message = err.to_string();
+        assert!(message.contains(&format!("{SEGMENT} is corrupt")), "{what}: {message}");
+        assert!(message.contains(&format!("offset {fifth}")), "{what}: {message}");
+        assert!(message.contains(&format!("offset {}", record_starts[5])), "{what}: {message}");
+        let kept = std::fs::metadata(&segment).unwrap().len();
+        assert!(kept > record_starts[8], "{what}: the refused segment must be left as it was");
+    }
+}
+
+const SEGMENT: &str = "00000000000000000001.seg";

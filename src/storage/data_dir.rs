@@ -50,6 +50,13 @@ pub enum DataDirError {
     Corrupt { path: PathBuf, reason: String },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error(
+        "the Raft log in {path} is purged up to entry {purged}, but the state machine holds only {applied}: \
+         the entries in between are gone (a snapshot install was cut short) and this node cannot rebuild its \
+         state; stop it, move its data directory away and start it with --join, so that the cluster replaces it \
+         (README: Data and durability)"
+    )]
+    PurgedPastApplied { path: PathBuf, purged: u64, applied: String },
 }
 
 impl DataDirError {

@@ -12,15 +12,19 @@
 //! Durability: `append` writes the batch and `fdatasync`s it before telling
 //! OpenRaft the entries are flushed; `save_vote` returns once the vote file
 //! is renamed into place and the directory is synced; `truncate` cuts and
-//! syncs before any later append can land at the same place; `purge` records
-//! the purge mark before deleting a segment. Any I/O error is returned to
+//! syncs before any later append can land at the same place; `purge` waits
+//! until the state machine holds the entries it drops durably
+//! ([`FileLogStore::with_purge_limit`], `watermark.rs`), then records the
+//! purge mark before deleting a segment. Any I/O error is returned to
 //! OpenRaft, which stops the node (a node that cannot persist must not keep
 //! acknowledging), and every later call fails too.
 //!
 //! Recovery (`open`): every segment is scanned. A bad record in the last
-//! segment is a torn write from a crash (it was never acknowledged, because
-//! the fsync had not returned) and is cut off; a bad record anywhere else, or
-//! entries out of order, is corruption and the node refuses to start.
+//! segment with no valid record after it is a torn write from a crash (it
+//! was never acknowledged, because the fsync had not returned) and is cut
+//! off. A bad record followed by a valid one, a bad record in any other
+//! segment, or entries out of order, is corruption of fsynced data: the node
+//! refuses to start, naming the file and offset.
 //!
 //! Only the positions of retained entries are kept in memory (a few thousand
 //! between snapshots); entries are read back from the segment files.
@@ -32,6 +36,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
@@ -40,6 +45,7 @@ use tokio::sync::Mutex;
 
 use super::data_dir::{atomic_write, read_json, sync_dir, DataDirError};
 use super::record;
+use super::watermark::PurgeLimit;
 use super::ByteFile;
 use crate::network::pb;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
@@ -49,6 +55,10 @@ pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 const VOTE_FILE: &str = "vote.json";
 const PURGED_FILE: &str = "purged.json";
 const SEGMENT_EXT: &str = "seg";
+/// Longest a purge waits for the state machine to make the entries it drops
+/// durable (see `watermark.rs`). Only an install that hangs reaches it: one
+/// that fails, or a state machine that stops, ends the wait at once.
+const PURGE_WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 /// Where one retained entry lives.
 #[derive(Debug, Clone)]
@@ -78,6 +88,10 @@ struct LogFiles {
 #[derive(Debug, Clone)]
 pub struct FileLogStore {
     files: Arc<Mutex<LogFiles>>,
+    /// When set, `purge` first waits until the state machine holds the
+    /// entries it drops durably.
+    purge_limit: Option<PurgeLimit>,
+    purge_wait: Duration,
 }
 
 impl FileLogStore {
@@ -152,6 +166,8 @@ impl FileLogStore {
                 if Some(first) != last_key {
                     return Err(DataDirError::corrupt(&path, format!("{bad} at offset {}", end.clean_len)));
                 }
+                let last_index = entries.back().map(|pos| pos.log_id.index).or(purged_index);
+                refuse_if_not_torn(&file, &path, end.clean_len, &bad, last_index)?;
                 tracing::warn!(path = %path.display(), at = end.clean_len, %bad, "cutting a torn write at the end of the log");
                 file.truncate(end.clean_len).map_err(|e| DataDirError::write(&path, e))?;
             }
@@ -161,7 +177,35 @@ impl FileLogStore {
         let mut files =
             LogFiles { dir: dir.to_path_buf(), vote, last_purged, segments, entries, failed: None, segment_bytes };
         files.delete_purged_segments().map_err(|e| DataDirError::write(dir, e))?;
-        Ok(Self { files: Arc::new(Mutex::new(files)) })
+        Ok(Self { files: Arc::new(Mutex::new(files)), purge_limit: None, purge_wait: PURGE_WAIT_LIMIT })
+    }
+
+    /// Makes every later `purge` wait until the state machine behind `limit`
+    /// holds the entries it drops durably. Refuses a log that is already
+    /// purged past that point: the entries in between are gone for good.
+    pub async fn with_purge_limit(mut self, limit: PurgeLimit) -> Result<Self, DataDirError> {
+        {
+            let files = self.files.lock().await;
+            if let Some(purged) = files.last_purged.map(|id| id.index) {
+                if limit.durable() < Some(purged) {
+                    return Err(DataDirError::PurgedPastApplied {
+                        path: files.dir.clone(),
+                        purged,
+                        applied: limit
+                            .durable()
+                            .map_or("no entry".to_string(), |index| format!("entries up to {index}")),
+                    });
+                }
+            }
+        }
+        self.purge_limit = Some(limit);
+        Ok(self)
+    }
+
+    /// Sets how long a purge waits for the state machine (tests shorten it).
+    pub fn with_purge_wait(mut self, wait: Duration) -> Self {
+        self.purge_wait = wait;
+        self
     }
 }
 
@@ -373,6 +417,16 @@ impl RaftLogStorage<TypeConfig> for FileLogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        if let Some(limit) = &self.purge_limit {
+            // Before taking the lock: readers need not wait with us.
+            if limit.durable() < Some(log_id.index) {
+                tracing::info!(upto = %log_id, durable = ?limit.durable(), "purge waits for the state machine to hold these entries durably");
+            }
+            if let Err(err) = limit.wait_for(log_id.index, self.purge_wait).await {
+                tracing::error!(upto = %log_id, %err, "cannot purge the log; this node stops");
+                return Err(io_error(ErrorSubject::Logs, ErrorVerb::Delete, io::Error::other(err)));
+            }
+        }
         let mut files = self.files.lock().await;
         files.check_healthy()?;
         let path = files.dir.join(PURGED_FILE);
@@ -389,6 +443,48 @@ impl RaftLogStorage<TypeConfig> for FileLogStore {
             return Err(files.fail(ErrorSubject::Logs, ErrorVerb::Delete, err));
         }
         Ok(())
+    }
+}
+
+/// Refuses a bad record at `bad_at` in the last segment unless it is a torn
+/// write. A crash can leave only the end of the last unsynced batch damaged:
+/// a whole, valid record after the bad one (an entry later than
+/// `last_index`, the last good one) means the damage is in data written
+/// before it, which was fsynced and acknowledged, so cutting there would
+/// drop acknowledged entries. Such a segment is left as it is.
+///
+/// A batch whose pages reached the disk out of order before its fsync
+/// returned could look the same; refusing it costs a manual restore of an
+/// entry that was never acknowledged, never a lost one.
+fn refuse_if_not_torn(
+    file: &ByteFile,
+    path: &Path,
+    bad_at: u64,
+    bad: &record::BadRecord,
+    last_index: Option<u64>,
+) -> Result<(), DataDirError> {
+    let len = file.len().map_err(|e| DataDirError::unreadable(path, e))?;
+    let mut tail =
+        vec![0; usize::try_from(len - bad_at).map_err(|e| DataDirError::unreadable(path, io::Error::other(e)))?];
+    file.read_exact_at(&mut tail, bad_at).map_err(|e| DataDirError::unreadable(path, e))?;
+    let mut later = None;
+    let found = record::find_valid_record(&tail, 1, |payload| match decode_entry(payload) {
+        Ok(entry) if last_index.is_none_or(|last| entry.log_id.index > last) => {
+            later = Some(entry.log_id.index);
+            true
+        }
+        _ => false,
+    });
+    match (found, later) {
+        (Some(offset), Some(index)) => Err(DataDirError::corrupt(
+            path,
+            format!(
+                "{bad} at offset {bad_at}, yet a valid record (entry {index}) follows at offset {}: \
+                 entries that were already fsynced are damaged, this is not a write torn by a crash",
+                bad_at + offset as u64
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

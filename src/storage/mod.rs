@@ -12,18 +12,23 @@
 //! - appended entries are readable when `append` returns, and the flush
 //!   callback fires only once they are as durable as the store promises;
 //! - `truncate` and `purge` never leave holes; `purge` records
-//!   `last_purged_log_id` before dropping entries.
+//!   `last_purged_log_id` before dropping entries;
+//! - `purge` never passes what the state machine holds durably
+//!   ([`DurableWatermark`], for the durable store; an `--in-memory` node
+//!   starts empty after any restart, so its store needs none).
 
 mod data_dir;
 mod file;
 mod log;
 mod memory;
 pub mod record;
+mod watermark;
 
 pub use data_dir::{atomic_write, read_json, sync_dir, DataDir, DataDirError};
 pub use file::ByteFile;
 pub use log::FileLogStore;
 pub use memory::MemLogStore;
+pub use watermark::{DurableWatermark, PurgeLimit, PurgeWaitError};
 
 #[cfg(test)]
 mod suite_tests;

@@ -10,6 +10,8 @@
 //! records until the first one that is incomplete, empty, too long or fails
 //! its checksum, and reports where the clean prefix ends; callers decide
 //! whether a tail there is a torn write (drop it) or corruption (refuse).
+//! [`find_valid_record`] looks for a whole record after a bad one: where
+//! one exists, the damage is not the end of an interrupted write.
 
 use std::io::{self, Read};
 
@@ -111,6 +113,25 @@ pub fn read_at(file: &super::ByteFile, offset: u64) -> io::Result<Vec<u8>> {
     Ok(payload)
 }
 
+/// The offset in `bytes` of the first whole record, at any byte offset from
+/// `from` on, whose checksum matches and whose payload `accept`s; `None` if
+/// there is none. Every offset is tried, because a damaged length field
+/// hides where the next record starts.
+pub fn find_valid_record(bytes: &[u8], from: usize, mut accept: impl FnMut(&[u8]) -> bool) -> Option<usize> {
+    let header_len = HEADER_LEN as usize;
+    (from..bytes.len()).find(|&offset| {
+        let Some(header) = bytes.get(offset..offset + header_len) else { return false };
+        let [l0, l1, l2, l3, c0, c1, c2, c3] = header else { return false };
+        let len = u32::from_le_bytes([*l0, *l1, *l2, *l3]);
+        if len == 0 || len > MAX_PAYLOAD_LEN {
+            return false;
+        }
+        let start = offset + header_len;
+        let Some(payload) = bytes.get(start..start + len as usize) else { return false };
+        crc32fast::hash(payload) == u32::from_le_bytes([*c0, *c1, *c2, *c3]) && accept(payload)
+    })
+}
+
 /// Like `read_exact`, but returns how much was read when the end comes first.
 fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
@@ -177,5 +198,34 @@ mod tests {
         let mut zeroed = bytes.clone();
         zeroed.extend_from_slice(&[0; 64]);
         assert_eq!(scan_all(&zeroed).1, ScanEnd { clean_len: bytes.len() as u64, bad: Some(BadRecord::Empty) });
+    }
+
+    #[test]
+    fn a_valid_record_is_found_after_damage_but_not_in_torn_or_zeroed_tails() {
+        let mut bytes = Vec::new();
+        encode(&mut bytes, b"first");
+        let second = bytes.len();
+        encode(&mut bytes, b"second");
+        let third = bytes.len();
+        encode(&mut bytes, b"third");
+        let accept_all = |_: &[u8]| true;
+
+        // A flipped payload byte, or a damaged length field: the third record
+        // is still found, wherever the scan starts inside the damage.
+        let mut flipped = bytes.clone();
+        flipped[second + HEADER_LEN as usize] ^= 0x01;
+        assert_eq!(find_valid_record(&flipped, second + 1, accept_all), Some(third));
+        let mut bad_len = bytes.clone();
+        bad_len[second..second + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(find_valid_record(&bad_len, second + 1, accept_all), Some(third));
+        assert_eq!(find_valid_record(&bad_len, second + 1, |p| p != b"third"), None, "`accept` has the last word");
+
+        // What a crash leaves after the last whole record: nothing valid.
+        for cut in third..bytes.len() {
+            assert_eq!(find_valid_record(&bytes[..cut], third + 1, accept_all), None, "cut at {cut}");
+        }
+        let mut zeroed = bytes[..third].to_vec();
+        zeroed.extend_from_slice(&[0; 64]);
+        assert_eq!(find_valid_record(&zeroed, third, accept_all), None);
     }
 }

@@ -8,6 +8,7 @@ mod t20_replication;
 mod t30_bad_input;
 mod t50_failover;
 mod t60_crash_restart;
+mod t62_snapshot_install_crash;
 mod t65_data_dir_refusals;
 mod t70_disk_faults;
 mod t80_exactly_once;
