@@ -16,6 +16,10 @@ use std::path::Path;
 
 use tokio::process::Command;
 
+/// The design's ports, the same on every host.
+pub const RAFT_PORT: u16 = 5000;
+pub const HTTP_PORT: u16 = 8080;
+
 /// One node's host.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -26,10 +30,10 @@ pub struct Host {
 
 impl Host {
     pub fn http_addr(&self) -> String {
-        format!("{}:8080", self.ip)
+        format!("{}:{HTTP_PORT}", self.ip)
     }
     pub fn raft_addr(&self) -> String {
-        format!("{}:5000", self.ip)
+        format!("{}:{RAFT_PORT}", self.ip)
     }
 }
 
@@ -165,7 +169,19 @@ impl Hosts {
         Ok(())
     }
 
-    /// Removes every partition and loss rule.
+    /// Node `id` answers every new TCP connection to `ports` with a reset;
+    /// connections it already has, and those it opens, keep flowing.
+    pub async fn refuse_new_connections(&self, id: u64, ports: &[u16]) -> Result<(), HostError> {
+        let Some(host) = self.get(id) else { return Ok(()) };
+        for port in ports {
+            let rule = refuse_rule(*port);
+            let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
+            self.iptables(host, &rule).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every partition, loss and refusal rule.
     pub async fn heal(&self) -> Result<(), HostError> {
         for host in &self.hosts {
             self.iptables(host, &["-F"]).await?;
@@ -208,6 +224,14 @@ fn cut_pairs(ids: &[u64], groups: &[Vec<u64>]) -> Vec<(u64, u64)> {
     pairs
 }
 
+/// The iptables rule that refuses new connections to `port`: only a bare
+/// SYN matches (`--syn`), so packets of established connections, and the
+/// SYN-ACKs of connections the node opens, pass.
+fn refuse_rule(port: u16) -> Vec<String> {
+    let port = port.to_string();
+    args(&["-A", "INPUT", "-p", "tcp", "--syn", "--dport", &port, "-j", "REJECT", "--reject-with", "tcp-reset"])
+}
+
 fn args(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
@@ -230,7 +254,12 @@ async fn run(command: &[String]) -> Result<(), HostError> {
 
 #[cfg(test)]
 mod tests {
-    use super::cut_pairs;
+    use super::{cut_pairs, refuse_rule};
+
+    #[test]
+    fn the_refusal_resets_new_connections_to_the_port_and_nothing_else() {
+        assert_eq!(refuse_rule(5000).join(" "), "-A INPUT -p tcp --syn --dport 5000 -j REJECT --reject-with tcp-reset");
+    }
 
     #[test]
     fn a_bridge_node_keeps_both_halves_and_the_halves_lose_each_other() {

@@ -54,6 +54,13 @@ struct Cli {
     /// Keep the node data directories even when the run passes.
     #[arg(long)]
     keep_data: bool,
+    /// Passed to every node: a snapshot after this many entries. Small, so
+    /// that snapshots are built and sent to lagging followers during a run.
+    #[arg(long, default_value_t = 300)]
+    snapshot_after_logs: u64,
+    /// Passed to every node: entries kept after a snapshot.
+    #[arg(long, default_value_t = 50)]
+    logs_kept_after_snapshot: u64,
 }
 
 #[tokio::main]
@@ -79,6 +86,10 @@ async fn main() -> anyhow::Result<()> {
         out: cli.out.unwrap_or_else(|| PathBuf::from(format!("chaos-runs/seed-{seed}"))),
         loopback: cli.loopback,
         keep_data: cli.keep_data,
+        snapshots: nodes::SnapshotSettings {
+            snapshot_after_logs: cli.snapshot_after_logs,
+            logs_kept_after_snapshot: cli.logs_kept_after_snapshot,
+        },
     };
     let passed = run::run(options).await?;
     if !passed {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -19,8 +19,29 @@ use crate::hosts::Hosts;
 #[derive(Debug, Deserialize)]
 pub struct Status {
     pub is_leader: bool,
+    pub current_leader: Option<u64>,
     pub current_term: u64,
     pub event_count: u64,
+}
+
+/// How a node is started when its data directory holds no state (with
+/// state, every node resumes and ignores these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Founding {
+    /// `--bootstrap`: found a new cluster.
+    Bootstrap,
+    /// `--join` through this member's API.
+    Join(u64),
+    /// Neither flag: a node without state must refuse to start.
+    Neither,
+}
+
+/// Snapshot cadence passed to every node, small enough that snapshots are
+/// built, logs purged, and lagging followers sent snapshots within a run.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotSettings {
+    pub snapshot_after_logs: u64,
+    pub logs_kept_after_snapshot: u64,
 }
 
 struct Running {
@@ -33,18 +54,19 @@ pub struct Nodes {
     pub hosts: Hosts,
     binary: PathBuf,
     out_dir: PathBuf,
+    pub snapshots: SnapshotSettings,
     running: Mutex<HashMap<u64, Running>>,
     incarnations: Mutex<HashMap<u64, u32>>,
     http: reqwest::Client,
 }
 
 impl Nodes {
-    pub fn new(hosts: Hosts, binary: PathBuf, out_dir: PathBuf) -> anyhow::Result<Self> {
+    pub fn new(hosts: Hosts, binary: PathBuf, out_dir: PathBuf, snapshots: SnapshotSettings) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .connect_timeout(Duration::from_secs(1))
             .build()?;
-        Ok(Self { hosts, binary, out_dir, running: Mutex::default(), incarnations: Mutex::default(), http })
+        Ok(Self { hosts, binary, out_dir, snapshots, running: Mutex::default(), incarnations: Mutex::default(), http })
     }
 
     pub fn ids(&self) -> Vec<u64> {
@@ -65,6 +87,12 @@ impl Nodes {
 
     pub fn delay_file(&self, id: u64) -> PathBuf {
         self.out_dir.join(format!("node-{id}.delay"))
+    }
+
+    /// While this file exists, node `id` aborts in the middle of installing
+    /// a snapshot it received.
+    pub fn crash_in_install_file(&self, id: u64) -> PathBuf {
+        self.out_dir.join(format!("node-{id}.crash-in-install"))
     }
 
     /// How many times node `id`'s process has been started.
@@ -90,10 +118,9 @@ impl Nodes {
         lock(&self.running).get(&id).is_some_and(|r| r.paused)
     }
 
-    /// Starts node `id` on its data directory; `join` names the node whose
-    /// API it joins through when the directory is new. Without it the node
-    /// founds the cluster (`--bootstrap`) if it has no state.
-    pub fn start(&self, id: u64, join: Option<u64>) -> anyhow::Result<()> {
+    /// Starts node `id` on its data directory; `founding` says what it does
+    /// if the directory holds no state.
+    pub fn start(&self, id: u64, founding: Founding) -> anyhow::Result<()> {
         let host = self.hosts.get(id).context("no such node")?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id))?;
         let mut command = self.hosts.command(id, &self.binary);
@@ -106,19 +133,58 @@ impl Nodes {
             .arg(self.data_dir(id))
             .arg("--fault-peer-delay-file")
             .arg(self.delay_file(id))
+            .arg("--fault-crash-in-install-file")
+            .arg(self.crash_in_install_file(id))
+            .args(["--snapshot-after-logs", &self.snapshots.snapshot_after_logs.to_string()])
+            .args(["--logs-kept-after-snapshot", &self.snapshots.logs_kept_after_snapshot.to_string()])
             .env("RUST_LOG", std::env::var("CHAOS_NODE_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
-        match join {
-            Some(seed) => command.args(["--join", &format!("http://{}", self.http_addr(seed))]),
-            None => command.arg("--bootstrap"),
+        match founding {
+            Founding::Join(member) => command.args(["--join", &format!("http://{}", self.http_addr(member))]),
+            Founding::Bootstrap => command.arg("--bootstrap"),
+            Founding::Neither => &mut command,
         };
         let child = command.spawn().with_context(|| format!("starting {}", self.binary.display()))?;
         lock(&self.running).insert(id, Running { child, paused: false });
         *lock(&self.incarnations).entry(id).or_insert(0) += 1;
         Ok(())
+    }
+
+    /// Waits up to `within` for node `id`'s process to exit by itself and
+    /// returns how it ended; `None` if it is still running (or was never
+    /// started).
+    pub async fn wait_exit(&self, id: u64, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            {
+                let mut running = lock(&self.running);
+                let node = running.get_mut(&id)?;
+                if let Ok(Some(status)) = node.child.try_wait() {
+                    running.remove(&id);
+                    return Some(status);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The length of node `id`'s log file, to read what a process wrote
+    /// from there on with [`Nodes::log_since`].
+    pub fn log_len(&self, id: u64) -> u64 {
+        std::fs::metadata(self.log_path(id)).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// What node `id`'s processes wrote to its log after byte `offset`.
+    pub fn log_since(&self, id: u64, offset: u64) -> String {
+        let Ok(bytes) = std::fs::read(self.log_path(id)) else { return String::new() };
+        let start = (offset as usize).min(bytes.len());
+        String::from_utf8_lossy(&bytes[start..]).into_owned()
     }
 
     /// `kill -9` (a paused process dies too) and waits for it to be gone.

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::hosts::Hosts;
 use crate::nemesis::Nemesis;
-use crate::nodes::{lock, Nodes};
+use crate::nodes::{lock, Founding, Nodes, SnapshotSettings};
 use crate::report::{Liveness, Summary};
 use crate::workload::{read_full_log, Workload};
 
@@ -28,6 +28,7 @@ pub struct Options {
     pub out: PathBuf,
     pub loopback: bool,
     pub keep_data: bool,
+    pub snapshots: SnapshotSettings,
 }
 
 /// How long the healed cluster has to acknowledge a write and converge.
@@ -46,14 +47,16 @@ pub async fn run(options: Options) -> anyhow::Result<bool> {
         Some(reason) => println!("hosts: 127.0.0.x on loopback; partitions and packet loss are skipped: {reason}"),
     }
     println!(
-        "seed {} ({} nodes, {:?} of faults, {} clients); artifacts in {}",
+        "seed {} ({} nodes, {:?} of faults, {} clients, a snapshot every {} entries keeping {}); artifacts in {}",
         options.seed,
         options.nodes,
         options.duration,
         options.clients,
+        options.snapshots.snapshot_after_logs,
+        options.snapshots.logs_kept_after_snapshot,
         out.display()
     );
-    let nodes = Arc::new(Nodes::new(hosts, options.binary.clone(), out.clone())?);
+    let nodes = Arc::new(Nodes::new(hosts, options.binary.clone(), out.clone(), options.snapshots)?);
     let result = run_on(&nodes, &options, &out).await;
     nodes.stop_all().await;
     nodes.hosts.destroy().await;
@@ -73,10 +76,10 @@ pub async fn run(options: Options) -> anyhow::Result<bool> {
 async fn run_on(nodes: &Arc<Nodes>, options: &Options, out: &std::path::Path) -> anyhow::Result<bool> {
     let ids = nodes.ids();
     let first = ids[0];
-    nodes.start(first, None)?;
+    nodes.start(first, Founding::Bootstrap)?;
     nodes.wait_for_voters(&[first], Duration::from_secs(30)).await?;
     for id in &ids[1..] {
-        nodes.start(*id, Some(first))?;
+        nodes.start(*id, Founding::Join(first))?;
     }
     nodes.wait_for_voters(&ids, Duration::from_secs(60)).await?;
     println!("cluster formed: {ids:?}");

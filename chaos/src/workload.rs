@@ -33,6 +33,9 @@ pub struct Workload {
     pub nodes: Arc<Nodes>,
     pub started: Instant,
     pub stop: AtomicBool,
+    /// The highest Raft log index an acknowledged append was given: how far
+    /// the leader's log has grown.
+    pub highest_log_index: AtomicU64,
     next_op: AtomicU64,
     http: reqwest::Client,
     ops: mpsc::UnboundedSender<Op>,
@@ -51,7 +54,15 @@ impl Workload {
             .timeout(Duration::from_secs(3))
             .connect_timeout(Duration::from_secs(1))
             .build()?;
-        Ok(Self { nodes, started, stop: AtomicBool::new(false), next_op: AtomicU64::new(0), http, ops })
+        Ok(Self {
+            nodes,
+            started,
+            stop: AtomicBool::new(false),
+            highest_log_index: AtomicU64::new(0),
+            next_op: AtomicU64::new(0),
+            http,
+            ops,
+        })
     }
 
     pub fn now_ns(&self) -> u64 {
@@ -111,7 +122,12 @@ impl Workload {
         let (outcome, log_index, duplicate) = loop {
             nodes.push(node);
             match self.attempt_append(node, &body).await {
-                Attempt::Ok { log_index, duplicate } => break (Outcome::Ok, log_index, duplicate),
+                Attempt::Ok { log_index, duplicate } => {
+                    if let Some(index) = log_index {
+                        self.highest_log_index.fetch_max(index, Ordering::Relaxed);
+                    }
+                    break (Outcome::Ok, log_index, duplicate);
+                }
                 Attempt::Rejected => break (Outcome::Fail, None, false),
                 Attempt::Retry if Instant::now() >= give_up => break (Outcome::Unknown, None, false),
                 Attempt::Retry => {

@@ -2,10 +2,18 @@
 //!
 //! The seed fixes which faults come, in what order, with what durations and
 //! which random targets; "the leader" is whoever leads when the fault starts.
-//! The first round injects every kind once (shuffled), and always
-//! completes, so even a short run covers them all; later rounds pick kinds at random. Each fault is healed
-//! before the next one starts, and every start and heal is logged with its
-//! time to `nemesis.jsonl` and stdout.
+//! The first round injects every kind once, and every variant of the kinds
+//! that have some (shuffled), and always completes, so even a short run
+//! covers them all; later rounds pick kinds and variants at random. Each
+//! fault is healed before the next one starts, and every start and heal is
+//! logged with its time to `nemesis.jsonl` and stdout. Some faults check
+//! what the cluster did (a wiped node is a voter again, a node without
+//! state refused to start, ...): each check is an [`Observation`] on the
+//! heal record, and a required one that does not hold fails the run.
+
+mod data_loss;
+mod refuse;
+mod schedule;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -16,58 +24,13 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+pub use schedule::FaultKind;
+use schedule::{first_round, random_fault, Planned};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::nodes::{lock, Nodes};
+use crate::nodes::{lock, Founding, Nodes};
 use crate::workload::Workload;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    /// `kill -9` of a random node, restarted on its data directory.
-    KillNode,
-    /// `kill -9` of the leader, restarted on its data directory.
-    KillLeader,
-    /// SIGSTOP of the leader for longer than the election timeout, then SIGCONT.
-    PauseLeader,
-    /// The leader cut off from every peer (clients still reach it).
-    IsolateLeader,
-    /// A random majority and minority cut off from each other.
-    SplitMajority,
-    /// Two halves that share one node, which talks to both.
-    Bridge,
-    /// 30% of every node's peer packets dropped.
-    PacketLoss,
-    /// Every Raft RPC delayed 40-120 ms.
-    Delay,
-    /// A follower removed from the cluster, wiped, and added back by join.
-    RemoveAndRejoin,
-}
-
-impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
-        FaultKind::KillNode,
-        FaultKind::KillLeader,
-        FaultKind::PauseLeader,
-        FaultKind::IsolateLeader,
-        FaultKind::SplitMajority,
-        FaultKind::Bridge,
-        FaultKind::PacketLoss,
-        FaultKind::Delay,
-        FaultKind::RemoveAndRejoin,
-    ];
-
-    fn needs_network(self) -> bool {
-        matches!(self, Self::IsolateLeader | Self::SplitMajority | Self::Bridge | Self::PacketLoss)
-    }
-
-    /// Faults after which the cluster needs a new leader: the time to the
-    /// next acknowledged write is the unavailability they cause.
-    pub fn hits_leader(self) -> bool {
-        matches!(self, Self::KillLeader | Self::PauseLeader | Self::IsolateLeader)
-    }
-}
 
 /// One line of `nemesis.jsonl`.
 #[derive(Debug, Clone, Serialize)]
@@ -76,10 +39,36 @@ pub struct FaultRecord {
     /// Wall-clock time, to find the moment in the node logs.
     pub unix_ms: u64,
     pub kind: FaultKind,
+    /// Which variant of the kind, for kinds that have several.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub variant: &'static str,
     /// `start`, `heal`, or `skipped`.
     pub phase: &'static str,
     pub targets: Vec<u64>,
     pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub observations: Vec<Observation>,
+}
+
+/// Something the nemesis checked about what the cluster did during or
+/// after a fault.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observation {
+    pub name: &'static str,
+    pub held: bool,
+    /// A required observation that does not hold fails the run; the others
+    /// are reported only.
+    pub required: bool,
+}
+
+impl Observation {
+    pub fn required(name: &'static str, held: bool) -> Self {
+        Self { name, held, required: true }
+    }
+
+    pub fn reported(name: &'static str, held: bool) -> Self {
+        Self { name, held, required: false }
+    }
 }
 
 pub struct Nemesis {
@@ -88,8 +77,10 @@ pub struct Nemesis {
     rng: StdRng,
     log: Mutex<std::fs::File>,
     pub records: Mutex<Vec<FaultRecord>>,
-    /// Node that joins newcomers (any member that is up).
+    /// The node that founded the cluster (`--bootstrap`).
     bootstrap: u64,
+    /// The variant of the fault being injected, for its records.
+    variant: &'static str,
 }
 
 impl Nemesis {
@@ -102,17 +93,41 @@ impl Nemesis {
             log: Mutex::new(log),
             records: Mutex::default(),
             bootstrap,
+            variant: "",
         }
     }
 
     fn record(&self, kind: FaultKind, phase: &'static str, targets: Vec<u64>, detail: impl Into<String>) {
+        self.record_observed(kind, phase, targets, detail, Vec::new());
+    }
+
+    fn record_observed(
+        &self,
+        kind: FaultKind,
+        phase: &'static str,
+        targets: Vec<u64>,
+        detail: impl Into<String>,
+        observations: Vec<Observation>,
+    ) {
         let unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default();
-        let record = FaultRecord { t_ns: self.workload.now_ns(), unix_ms, kind, phase, targets, detail: detail.into() };
+        let record = FaultRecord {
+            t_ns: self.workload.now_ns(),
+            unix_ms,
+            kind,
+            variant: self.variant,
+            phase,
+            targets,
+            detail: detail.into(),
+            observations,
+        };
+        let variant = if record.variant.is_empty() { String::new() } else { format!(" ({})", record.variant) };
+        let failed: Vec<&str> = record.observations.iter().filter(|o| !o.held).map(|o| o.name).collect();
+        let failed = if failed.is_empty() { String::new() } else { format!(" [did not hold: {}]", failed.join(", ")) };
         println!(
-            "[{:>7.1}s] nemesis {:<8} {:?} {:?} {}",
+            "[{:>7.1}s] nemesis {:<8} {:?}{variant} {:?} {}{failed}",
             record.t_ns as f64 / 1e9,
             phase,
             kind,
@@ -134,9 +149,7 @@ impl Nemesis {
         for kind in skipped {
             self.record(kind, "skipped", vec![], "no network namespaces");
         }
-        let mut round = kinds.clone();
-        round.shuffle(&mut self.rng);
-        let mut queue = round.into_iter();
+        let mut queue = first_round(&kinds, &mut self.rng).into_iter();
         // The first round always completes, even past `until`, so every
         // kind is injected at least once.
         while (Instant::now() < until || queue.len() > 0) && !self.workload.stop.load(Ordering::Relaxed) {
@@ -145,13 +158,16 @@ impl Nemesis {
             if Instant::now() >= until && queue.len() == 0 {
                 break;
             }
-            let kind = queue.next().unwrap_or_else(|| kinds[self.rng.gen_range(0..kinds.len())]);
+            let Some(planned) = queue.next().or_else(|| random_fault(&kinds, &mut self.rng)) else { break };
             let hold = Duration::from_millis(self.rng.gen_range(4_000..8_000));
-            self.inject(kind, hold).await;
+            self.variant = planned.variant_name();
+            self.inject(planned, hold).await;
+            self.variant = "";
         }
     }
 
-    async fn inject(&mut self, kind: FaultKind, hold: Duration) {
+    async fn inject(&mut self, planned: Planned, hold: Duration) {
+        let kind = planned.kind;
         let ids = self.nodes.ids();
         let leader = self.nodes.leader().await;
         let random = ids[self.rng.gen_range(0..ids.len())];
@@ -168,7 +184,7 @@ impl Nemesis {
                 self.nodes.kill(target).await;
                 self.record(kind, "start", vec![target], "SIGKILL");
                 tokio::time::sleep(restart_after).await;
-                let detail = match self.nodes.start(target, Some(self.bootstrap)) {
+                let detail = match self.nodes.start(target, Founding::Join(self.member_other_than(target))) {
                     Ok(()) => "restarted on its data directory".to_string(),
                     Err(err) => format!("restart failed: {err:#}"),
                 };
@@ -200,10 +216,10 @@ impl Nemesis {
                     }
                 };
                 let result = self.nodes.hosts.partition(&groups).await;
-                self.record(kind, "start", flatten(&groups), format!("groups {groups:?} {}", outcome(result)));
+                self.record(kind, "start", flatten(&groups), format!("groups {groups:?}{}", outcome(result)));
                 tokio::time::sleep(hold).await;
                 let result = self.nodes.hosts.heal().await;
-                self.record(kind, "heal", vec![], outcome(result));
+                self.record(kind, "heal", vec![], format!("rules removed{}", outcome(result)));
             }
             FaultKind::PacketLoss => {
                 let mut results = Vec::new();
@@ -211,10 +227,10 @@ impl Nemesis {
                     results.push(self.nodes.hosts.lose(*id, 30).await);
                 }
                 let failed = results.into_iter().find_map(Result::err);
-                self.record(kind, "start", ids.clone(), format!("30% of peer packets dropped {}", outcome_err(failed)));
+                self.record(kind, "start", ids.clone(), format!("30% of peer packets dropped{}", outcome_err(failed)));
                 tokio::time::sleep(hold).await;
                 let result = self.nodes.hosts.heal().await;
-                self.record(kind, "heal", vec![], outcome(result));
+                self.record(kind, "heal", vec![], format!("rules removed{}", outcome(result)));
             }
             FaultKind::Delay => {
                 for id in &ids {
@@ -238,13 +254,40 @@ impl Nemesis {
                 self.record(kind, "start", vec![target], format!("DELETE /nodes/{target}: {removed}"));
                 tokio::time::sleep(hold / 2).await;
                 self.nodes.kill(target).await;
-                let detail = match self.nodes.wipe(target).and_then(|()| self.nodes.start(target, Some(self.bootstrap)))
-                {
+                let join = Founding::Join(self.member_other_than(target));
+                let detail = match self.nodes.wipe(target).and_then(|()| self.nodes.start(target, join)) {
                     Ok(()) => "wiped and restarted with --join".to_string(),
                     Err(err) => format!("rejoin failed: {err:#}"),
                 };
                 self.record(kind, "heal", vec![target], detail);
             }
+            FaultKind::WipeAndRejoinSameId => {
+                self.wipe_and_rejoin(planned.wipe(), leader, &shuffled, restart_after).await;
+            }
+            FaultKind::AsymmetricRefuse => self.asymmetric_refuse(planned.refused(), leader, hold).await,
+            FaultKind::CrashInSnapshotInstall => self.crash_in_snapshot_install(leader, &shuffled).await,
+        }
+    }
+
+    /// A member other than `target` to join through: the first one running,
+    /// else the founder.
+    fn member_other_than(&self, target: u64) -> u64 {
+        let ids = self.nodes.ids();
+        let running = ids.iter().copied().find(|id| *id != target && self.nodes.is_running(*id));
+        running.or_else(|| ids.iter().copied().find(|id| *id != target)).unwrap_or(self.bootstrap)
+    }
+
+    /// Why a fault that takes a voter's data must wait, if it must: it is
+    /// only safe while every node is up, unpaused, and a voter, so that the
+    /// others keep a majority of intact voters.
+    async fn unsafe_to_take_a_voter(&self) -> Option<String> {
+        let ids = self.nodes.ids();
+        if let Some(down) = ids.iter().find(|id| !self.nodes.is_running(**id) || self.nodes.is_paused(**id)) {
+            return Some(format!("node {down} is down or paused"));
+        }
+        match self.nodes.wait_for_voters(&ids, Duration::from_secs(10)).await {
+            Ok(()) => None,
+            Err(err) => Some(format!("{err:#}")),
         }
     }
 
@@ -269,17 +312,20 @@ impl Nemesis {
     }
 
     /// Undoes everything, whatever state a fault left: rules flushed, delays
-    /// removed, paused nodes continued, dead nodes restarted, removed nodes
-    /// joined again.
+    /// and crash points removed, paused nodes continued, dead nodes
+    /// restarted, removed or wiped nodes joined again.
     pub async fn heal_all(&self) {
         let _ = self.nodes.hosts.heal().await;
         for id in self.nodes.ids() {
             let _ = std::fs::remove_file(self.nodes.delay_file(id));
+            let _ = std::fs::remove_file(self.nodes.crash_in_install_file(id));
             if self.nodes.is_paused(id) {
                 self.nodes.resume(id);
             }
+        }
+        for id in self.nodes.ids() {
             if !self.nodes.is_running(id) {
-                let _ = self.nodes.start(id, Some(self.bootstrap));
+                let _ = self.nodes.start(id, Founding::Join(self.member_other_than(id)));
             }
         }
     }
@@ -308,5 +354,5 @@ fn outcome<E: std::fmt::Display>(result: Result<(), E>) -> String {
 }
 
 fn outcome_err<E: std::fmt::Display>(err: Option<E>) -> String {
-    err.map(|e| format!("(FAILED: {e})")).unwrap_or_default()
+    err.map(|e| format!(" (FAILED: {e})")).unwrap_or_default()
 }
