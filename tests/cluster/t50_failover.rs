@@ -84,3 +84,55 @@ async fn failover_time_over_five_runs() {
         println!("  {row}");
     }
 }
+
+/// Time from `since` to the first write acknowledged through any of
+/// `through`: a new attempt starts every 100 ms (each bounded at 2 s, so one
+/// request stuck on the paused leader does not hide a later success).
+async fn time_to_first_write(clients: Vec<gameraft::client::Client>, tag: u64, since: Instant) -> Duration {
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    for round in 0usize.. {
+        tokio::select! {
+            _ = ticker.tick() => {
+                assert!(since.elapsed() < Duration::from_secs(60), "no write acknowledged within 60 s");
+                let client = clients[round % clients.len()].clone();
+                attempts.spawn(async move {
+                    let resp = tokio::time::timeout(Duration::from_secs(2), client.post_event(&event(tag))).await;
+                    matches!(resp, Ok(Ok(r)) if r.status == 200).then(Instant::now)
+                });
+            }
+            Some(done) = attempts.join_next() => {
+                if let Ok(Some(at)) = done {
+                    return at - since;
+                }
+            }
+        }
+    }
+    unreachable!("the loop returns or panics")
+}
+
+/// SIGSTOPs the leader of a 3-node cluster 5 times (a fresh cluster each
+/// time) and prints the time from SIGSTOP to the first write acknowledged by
+/// a new leader. Run with
+/// `cargo nextest run --test cluster --run-ignored only --no-capture failover_time_paused`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement: takes about a minute"]
+async fn failover_time_paused_leader_over_five_runs() {
+    use nix::sys::signal::{kill, Signal};
+    let mut times = Vec::new();
+    for run in 0..5u64 {
+        let cluster = TestCluster::start(&format!("failover-time-paused-{run}"), 3).await;
+        assert_eq!(cluster.client(1).post_event(&event(0)).await.unwrap().status, 200);
+        let leader = cluster.leader().await;
+        let survivors: Vec<_> =
+            cluster.ids().into_iter().filter(|id| *id != leader).map(|id| cluster.client(id).clone()).collect();
+        kill(cluster.node(leader).pid(), Signal::SIGSTOP).expect("SIGSTOP the leader");
+        let downtime = time_to_first_write(survivors, 1, Instant::now()).await;
+        kill(cluster.node(leader).pid(), Signal::SIGCONT).expect("SIGCONT the old leader");
+        eprintln!("paused leader run {run}: {downtime:?}");
+        times.push(downtime);
+    }
+    times.sort();
+    println!("failover: SIGSTOP of the leader -> first acknowledged write, 5 runs, design timers");
+    println!("  min {:>8.3?}  median {:>8.3?}  max {:>8.3?}", times[0], times[2], times[4]);
+}
