@@ -74,11 +74,12 @@ where C: RaftTypeConfig
     pub(crate) state: Valid<RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>>,
 
     // TODO: add a Voting state as a container.
-    /// Whether a greater log id is seen during election.
+    /// The greatest last-log-id a peer answered with when rejecting this node's vote request.
     ///
-    /// If it is true, then this node **may** not become a leader therefore the election timeout
-    /// should be greater.
-    pub(crate) seen_greater_log: bool,
+    /// While this node's own last log id is smaller, it **may** not become a leader therefore the
+    /// election timeout should be greater. Once it has caught up, no extra delay applies
+    /// (databendlabs/openraft#2087).
+    pub(crate) greater_log_id: Option<LogId<C::NodeId>>,
 
     /// Represents the Leader state.
     pub(crate) leader: LeaderState<C>,
@@ -104,7 +105,7 @@ where C: RaftTypeConfig
         Self {
             config,
             state: Valid::new(init_state),
-            seen_greater_log: false,
+            greater_log_id: None,
             leader: None,
             candidate: None,
             output: EngineOutput::new(4096),
@@ -224,6 +225,10 @@ where C: RaftTypeConfig
             "elect() requires leadership to be relinquished: leader.vote({})",
             self.leader.as_ref().map(|l| l.vote.to_string()).unwrap_or_default()
         );
+
+        // A campaign consumes the timeout drawn before it; draw the one that gates the next
+        // campaign (databendlabs/openraft#1838).
+        self.config.resample_election_timeout::<C::AsyncRuntime>();
 
         let new_term = self.state.vote.leader_id().term + 1;
         let new_vote = Vote::new(new_term, self.config.id.clone());
@@ -392,7 +397,7 @@ where C: RaftTypeConfig
                 "seen a greater log id when {}",
                 func_name!()
             );
-            self.set_greater_log();
+            self.set_greater_log(resp.last_log_id.clone());
         }
 
         // When vote request is rejected, only update to the non-committed version of the vote.
@@ -715,20 +720,23 @@ where C: RaftTypeConfig
         }
     }
 
+    /// Whether a peer has reported a last log id greater than this node's current one.
     pub(crate) fn is_there_greater_log(&self) -> bool {
-        self.seen_greater_log
+        self.greater_log_id.as_ref() > self.state.last_log_id()
     }
 
-    /// Set that there is greater last log id found.
+    /// Record a greater last log id found during election; the greatest one seen is kept.
     ///
-    /// In such a case, this node should not try to elect aggressively.
-    pub(crate) fn set_greater_log(&mut self) {
-        self.seen_greater_log = true;
+    /// While this node is behind it, it should not try to elect aggressively.
+    pub(crate) fn set_greater_log(&mut self, log_id: Option<LogId<C::NodeId>>) {
+        if log_id > self.greater_log_id {
+            self.greater_log_id = log_id;
+        }
     }
 
-    /// Clear the flag of that there is greater last log id.
+    /// Forget the greater last log id seen.
     pub(crate) fn reset_greater_log(&mut self) {
-        self.seen_greater_log = false;
+        self.greater_log_id = None;
     }
 
     // Only used by tests
