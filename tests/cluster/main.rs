@@ -6,6 +6,7 @@ mod t10_formation;
 mod t20_replication;
 mod t30_bad_input;
 mod t50_failover;
+mod t55_elections;
 mod t60_crash_restart;
 mod t65_data_dir_refusals;
 mod t70_disk_faults;
