@@ -136,3 +136,53 @@ async fn failover_time_paused_leader_over_five_runs() {
     println!("failover: SIGSTOP of the leader -> first acknowledged write, 5 runs, design timers");
     println!("  min {:>8.3?}  median {:>8.3?}  max {:>8.3?}", times[0], times[2], times[4]);
 }
+
+/// The leader's Raft port refuses new connections while its established ones
+/// keep carrying AppendEntries (as with a firewall rule that rejects new SYNs
+/// only): the followers' leader probe must not depose it.
+///
+/// Every node advertises 127.0.0.2. Node 1 (the bootstrap leader) binds its
+/// Raft port on 127.0.0.1 only, so a follower's new connection to its
+/// advertised address is refused, while node 1's own connections to the
+/// followers (bound on 127.0.0.2) carry its heartbeats as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_refusing_new_connections_while_heartbeating_keeps_leading() {
+    let mut cluster = TestCluster::empty("failover-one-way-refusal", &["--advertise-host", "127.0.0.2"]);
+    cluster.spawn(1, None, "127.0.0.2:0", "127.0.0.1:0").await;
+    let join = format!("http://{}", cluster.node(1).http_addr);
+    for id in 2..=3 {
+        cluster.spawn(id, Some(join.clone()), "127.0.0.2:0", "127.0.0.2:0").await;
+    }
+    assert_eq!(cluster.client(1).post_event(&event(0)).await.unwrap().status, 200);
+    wait_for("every node to know a leader", Duration::from_secs(30), || async {
+        for id in cluster.ids() {
+            cluster.client(id).status().await.ok()?.current_leader?;
+        }
+        Some(())
+    })
+    .await;
+    let advertised_raft = format!("127.0.0.2:{}", cluster.node(1).raft_addr.rsplit(':').next().expect("a port"));
+    let refused = tokio::net::TcpStream::connect(&advertised_raft).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "node 1's advertised Raft address must refuse new connections: {refused:?}"
+    );
+    let term = cluster.client(1).status().await.unwrap().current_term;
+
+    eprintln!("--- for 5 s (20 probe intervals) node 1 stays the leader at term {term}, and writes succeed");
+    let watch_until = Instant::now() + Duration::from_secs(5);
+    let mut tag = 1;
+    while Instant::now() < watch_until {
+        for id in cluster.ids() {
+            let status = cluster.client(id).status().await.unwrap();
+            assert_eq!(
+                (status.current_leader, status.current_term),
+                (Some(1), term),
+                "node {id} saw the leadership change although node 1's heartbeats kept arriving"
+            );
+        }
+        assert_eq!(cluster.client(1).post_event(&event(tag)).await.unwrap().status, 200);
+        tag += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
