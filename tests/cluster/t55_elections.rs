@@ -35,7 +35,7 @@ async fn next_term(client: &Client, term: u64, limit: Duration) -> (u64, Instant
 /// whose draws collide split every vote.
 #[tokio::test(flavor = "multi_thread")]
 async fn each_campaign_waits_a_freshly_drawn_timeout() {
-    let timers = ["--heartbeat-ms", "50", "--election-timeout-min-ms", "100", "--election-timeout-max-ms", "1000"];
+    let timers = ["--heartbeat-ms", "50", "--election-timeout-min-ms", "100", "--election-timeout-max-ms", "2000"];
     let mut cluster =
         TestCluster::start_with("elect-resample", 3, &[&timers[..], &["--leader-probe-ms", "0"]].concat()).await;
     assert_eq!(cluster.client(1).post_event(&event(0)).await.unwrap().status, 200);
@@ -60,7 +60,8 @@ async fn each_campaign_waits_a_freshly_drawn_timeout() {
     let waits: Vec<Duration> = starts.windows(2).skip(1).map(|w| w[1] - w[0]).collect();
     let spread = *waits.iter().max().expect("waits") - *waits.iter().min().expect("waits");
     eprintln!("waits between campaigns: {waits:?} (spread {spread:?})");
-    // Ten draws from 100..1000 ms fall within 225 ms of each other with
+    // A candidate's retry waits OpenRaft's timeout, 51..1000 ms here (see
+    // `RaftTimings::to_openraft`). Ten draws fall within 225 ms of each other with
     // probability below 1e-4; one reused draw varies only by scheduling noise.
     assert!(spread > Duration::from_millis(225), "every campaign waited the same timeout: {waits:?}");
 }
@@ -72,8 +73,9 @@ async fn each_campaign_waits_a_freshly_drawn_timeout() {
 /// 2 x election_timeout_max for a log it no longer lacks.
 #[tokio::test(flavor = "multi_thread")]
 async fn caught_up_node_is_not_delayed_by_a_greater_log_seen_earlier() {
-    // lease = election_timeout_max = 1.1 s; the old penalty would add 2.2 s.
-    let timers = ["--heartbeat-ms", "200", "--election-timeout-min-ms", "1000", "--election-timeout-max-ms", "1100"];
+    // OpenRaft gets a 1.1 s lease and 1.0-1.1 s timeouts (a campaign 2.1-2.2 s
+    // after the last heartbeat); the old penalty would add 2 x 1.1 s.
+    let timers = ["--heartbeat-ms", "200", "--election-timeout-min-ms", "2100", "--election-timeout-max-ms", "2200"];
     let mut cluster =
         TestCluster::start_with("elect-greater-log", 3, &[&timers[..], &["--leader-probe-ms", "0"]].concat()).await;
     assert_eq!(cluster.client(1).post_event(&event(0)).await.unwrap().status, 200);
