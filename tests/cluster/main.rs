@@ -7,6 +7,7 @@ mod t20_replication;
 mod t30_bad_input;
 mod t50_failover;
 mod t55_elections;
+mod t56_leader_kill_loop;
 mod t60_crash_restart;
 mod t65_data_dir_refusals;
 mod t70_disk_faults;

@@ -88,7 +88,7 @@ async fn failover_time_over_five_runs() {
 /// Time from `since` to the first write acknowledged through any of
 /// `through`: a new attempt starts every 100 ms (each bounded at 2 s, so one
 /// request stuck on the paused leader does not hide a later success).
-async fn time_to_first_write(clients: Vec<gameraft::client::Client>, tag: u64, since: Instant) -> Duration {
+pub(crate) async fn time_to_first_write(clients: Vec<gameraft::client::Client>, tag: u64, since: Instant) -> Duration {
     let mut attempts = tokio::task::JoinSet::new();
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     for round in 0usize.. {
