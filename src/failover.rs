@@ -1,11 +1,11 @@
 //! Fast failover when the leader's process is gone.
 //!
-//! OpenRaft 0.9 has a follower wait for its leader lease (`election_timeout_max`)
-//! *plus* a randomized election timeout after the last heartbeat before it
-//! campaigns: 4.5-6 s with the design's 1.5-3 s timeouts. When the leader's
-//! process is certainly dead (its Raft port refuses connections: the kernel
-//! answers for a process that no longer exists) there is nothing to wait
-//! for, so a voter that sees this starts an election at once.
+//! A follower campaigns an election timeout after the last heartbeat it heard
+//! (2-3 s with the design's timers, see `RaftTimings::to_openraft`). When the
+//! leader's process is certainly dead (its Raft port refuses connections: the
+//! kernel answers for a process that no longer exists, and its AppendEntries
+//! have stopped) there is nothing to wait for, so a voter that sees this
+//! starts an election at once.
 //!
 //! After a death, while no leader is known, a node asks again each interval
 //! (after a random pause, so that two nodes do not keep tying):
@@ -21,7 +21,7 @@
 //!   the lagging candidate grants once it has stopped raising its own.
 //!
 //! Only a refused connection counts, and only while the leader's
-//! AppendEntries have stopped too (nothing for `SILENT_HEARTBEATS` heartbeat
+//! AppendEntries have stopped too (nothing for one and a half heartbeat
 //! intervals). A timeout (partition, paused process, slow network) proves
 //! nothing and leaves the normal Raft timers in charge. A refusal while
 //! heartbeats still arrive is a one-way fault (a firewall rejecting new
@@ -44,10 +44,12 @@ const MAX_ELECTIONS_PER_DEATH: u32 = 10;
 /// Elections a node that stays a candidate may start for one leader death.
 const MAX_ELECTIONS_AS_CANDIDATE: u32 = 3;
 
-/// Heartbeat intervals without an AppendEntries after which a leader that
-/// refuses connections counts as gone. One interval plus a whole one of
-/// slack, so a heartbeat sent late does not count as missing.
-pub const SILENT_HEARTBEATS: u32 = 2;
+/// How long without an AppendEntries, in halves of the heartbeat interval,
+/// before a leader that refuses connections counts as gone: one interval
+/// plus half of one, so a heartbeat sent a little late does not count as
+/// missing while a killed leader is still noticed within about a second
+/// with the design's 500 ms heartbeat.
+pub const SILENT_HALF_HEARTBEATS: u32 = 3;
 
 /// When this node last received AppendEntries from a leader it accepts (any
 /// answer but "higher vote"). The gRPC server records each one; the leader
@@ -98,7 +100,7 @@ pub struct ProbeSettings {
 
 impl ProbeSettings {
     fn silence(&self) -> Duration {
-        self.heartbeat * SILENT_HEARTBEATS
+        self.heartbeat * SILENT_HALF_HEARTBEATS / 2
     }
 }
 
