@@ -201,7 +201,7 @@ impl RaftTimings {
     /// longer: a follower that has heard from a leader campaigns after its
     /// leader lease (OpenRaft's `election_timeout_max`) *plus* a random
     /// OpenRaft election timeout, and voters refuse candidates for that lease.
-    /// Handing it 1.5-3 s as such made a follower wait 4.5-6 s. So OpenRaft
+    /// Handed 1.5-3 s as such, a follower would wait 4.5-6 s. So OpenRaft
     /// gets half the upper bound as its lease and timeouts that fill the rest
     /// of the range: with 1.5-3 s, a 1.5 s lease and 0.5-1.5 s timeouts, so a
     /// follower campaigns 2-3 s after the last heartbeat and a candidate that
