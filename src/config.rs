@@ -84,11 +84,13 @@ pub struct RaftTimings {
     #[arg(long, env = "GAMERAFT_HEARTBEAT_MS", default_value_t = 500)]
     pub heartbeat_ms: u64,
 
-    /// Lower bound of the randomized election timeout.
+    /// Lower bound of the randomized election timeout: how long after the
+    /// last heartbeat a follower campaigns (see `RaftTimings::to_openraft`).
     #[arg(long, env = "GAMERAFT_ELECTION_TIMEOUT_MIN_MS", default_value_t = 1500)]
     pub election_timeout_min_ms: u64,
 
-    /// Upper bound of the randomized election timeout.
+    /// Upper bound of the randomized election timeout; more than twice the
+    /// heartbeat interval.
     #[arg(long, env = "GAMERAFT_ELECTION_TIMEOUT_MAX_MS", default_value_t = 3000)]
     pub election_timeout_max_ms: u64,
 
@@ -212,12 +214,32 @@ impl NodeConfig {
 }
 
 impl RaftTimings {
+    /// OpenRaft's `Config` for these timings.
+    ///
+    /// The election timeout here is the design's (and the Raft paper's): how
+    /// long after the last heartbeat a follower campaigns. OpenRaft 0.9 waits
+    /// longer: a follower that has heard from a leader campaigns after its
+    /// leader lease (OpenRaft's `election_timeout_max`) *plus* a random
+    /// OpenRaft election timeout, and voters refuse candidates for that lease.
+    /// Handed 1.5-3 s as such, a follower would wait 4.5-6 s. So OpenRaft
+    /// gets half the upper bound as its lease and timeouts that fill the rest
+    /// of the range: with 1.5-3 s, a 1.5 s lease and 0.5-1.5 s timeouts, so a
+    /// follower campaigns 2-3 s after the last heartbeat and a candidate that
+    /// lost retries after 0.5-1.5 s.
     pub fn to_openraft(&self) -> Result<openraft::Config, ConfigError> {
-        let config = openraft::Config {
-            cluster_name: "gameraft".into(),
+        let as_given = openraft::Config {
             heartbeat_interval: self.heartbeat_ms,
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
+            ..Default::default()
+        };
+        as_given.validate().map_err(|e| ConfigError::Raft(Box::new(e)))?;
+        let lease = self.election_timeout_max_ms / 2;
+        let config = openraft::Config {
+            cluster_name: "gameraft".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_min_ms.saturating_sub(lease).max(self.heartbeat_ms + 1),
+            election_timeout_max: lease,
             install_snapshot_timeout: self.install_snapshot_timeout_ms,
             max_payload_entries: self.max_payload_entries,
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
@@ -263,12 +285,25 @@ mod tests {
         assert_eq!(config.raft_addr, "0.0.0.0:5000".parse().unwrap());
         let raft = config.validate().unwrap();
         assert_eq!(raft.heartbeat_interval, 500);
-        assert_eq!((raft.election_timeout_min, raft.election_timeout_max), (1500, 3000));
+        assert_eq!((config.raft.election_timeout_min_ms, config.raft.election_timeout_max_ms), (1500, 3000));
+        // OpenRaft's lease plus its timeout: a campaign 2-3 s after the last heartbeat.
+        assert_eq!((raft.election_timeout_min, raft.election_timeout_max), (501, 1500));
         assert_eq!(raft.install_snapshot_timeout, 10_000);
         assert_eq!(raft.max_payload_entries, 300);
         assert_eq!(raft.max_in_snapshot_log_to_keep, 1000);
         assert_eq!(config.data_dir, PathBuf::from("gameraft-data"));
         assert!(!config.in_memory, "durable by default");
+    }
+
+    #[test]
+    fn openraft_lease_plus_timeout_spans_the_election_timeout() {
+        let config =
+            parse(&["--heartbeat-ms", "200", "--election-timeout-min-ms", "2100", "--election-timeout-max-ms", "2200"]);
+        let raft = config.validate().unwrap();
+        assert_eq!((raft.election_timeout_min, raft.election_timeout_max), (1000, 1100));
+        let too_close =
+            parse(&["--heartbeat-ms", "500", "--election-timeout-min-ms", "900", "--election-timeout-max-ms", "1000"]);
+        assert!(matches!(too_close.validate(), Err(ConfigError::Raft(_))), "max must exceed twice the heartbeat");
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Fast failover when the leader's process is gone.
 //!
-//! OpenRaft 0.9 has a follower wait for its leader lease (`election_timeout_max`)
-//! *plus* a randomized election timeout after the last heartbeat before it
-//! campaigns: 4.5-6 s with the design's 1.5-3 s timeouts. When the leader's
-//! process is certainly dead (its Raft port refuses connections: the kernel
-//! answers for a process that no longer exists) there is nothing to wait
-//! for, so a voter that sees this starts an election at once.
+//! A follower campaigns an election timeout after the last heartbeat it heard
+//! (2-3 s with the design's timers, see `RaftTimings::to_openraft`). When the
+//! leader's process is certainly dead (its Raft port refuses connections: the
+//! kernel answers for a process that no longer exists, and its AppendEntries
+//! have stopped) there is nothing to wait for, so a voter that sees this
+//! starts an election at once.
 //!
 //! After a death, while no leader is known, a node asks again each interval
 //! (after a random pause, so that two nodes do not keep tying):
@@ -20,11 +20,17 @@
 //!   `MAX_ELECTIONS_PER_DEATH` times, each time above the term it saw, which
 //!   the lagging candidate grants once it has stopped raising its own.
 //!
-//! Only a refused connection counts. A timeout (partition, paused process,
-//! slow network) proves nothing and leaves the normal Raft timers in charge,
-//! so this never makes a live, reachable leader lose its leadership.
+//! Only a refused connection counts, and only while the leader's
+//! AppendEntries have stopped too (nothing for one and a half heartbeat
+//! intervals). A timeout (partition, paused process, slow network) proves
+//! nothing and leaves the normal Raft timers in charge. A refusal while
+//! heartbeats still arrive is a one-way fault (a firewall rejecting new
+//! connections only, a full accept queue) on a leader that works: acting on
+//! it would depose a healthy leader.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 use tokio::net::TcpStream;
@@ -38,9 +44,70 @@ const MAX_ELECTIONS_PER_DEATH: u32 = 10;
 /// Elections a node that stays a candidate may start for one leader death.
 const MAX_ELECTIONS_AS_CANDIDATE: u32 = 3;
 
-/// Probes the known leader every `interval` while this node is a voting
-/// follower, until Raft shuts down.
-pub async fn watch_leader(raft: Raft, registry: NodeRegistry, own_id: NodeId, interval: Duration) {
+/// How long without an AppendEntries, in halves of the heartbeat interval,
+/// before a leader that refuses connections counts as gone: one interval
+/// plus half of one, so a heartbeat sent a little late does not count as
+/// missing while a killed leader is still noticed within about a second
+/// with the design's 500 ms heartbeat.
+pub const SILENT_HALF_HEARTBEATS: u32 = 3;
+
+/// When this node last received AppendEntries from a leader it accepts (any
+/// answer but "higher vote"). The gRPC server records each one; the leader
+/// probe reads it. Cloning shares the clock.
+#[derive(Debug, Clone)]
+pub struct AppendEntriesClock {
+    origin: Instant,
+    /// Milliseconds after `origin` of the last AppendEntries, plus one; 0
+    /// while none has arrived.
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Default for AppendEntriesClock {
+    fn default() -> Self {
+        Self { origin: Instant::now(), last_ms: Arc::default() }
+    }
+}
+
+impl AppendEntriesClock {
+    /// Records that AppendEntries arrived now.
+    pub fn record(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_ms.fetch_max(ms + 1, Ordering::Relaxed);
+    }
+
+    /// How long ago the last AppendEntries arrived; `None` if none has.
+    pub fn since_last(&self) -> Option<Duration> {
+        match self.last_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.origin.elapsed().saturating_sub(Duration::from_millis(ms - 1))),
+        }
+    }
+
+    /// Whether no AppendEntries arrived within `silence`.
+    fn silent_for(&self, silence: Duration) -> bool {
+        self.since_last().is_none_or(|since| since >= silence)
+    }
+}
+
+/// What the probe needs to judge a leader gone: how often to probe, and the
+/// AppendEntries silence that must come with a refused connection.
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    pub interval: Duration,
+    pub heartbeat: Duration,
+    pub appends: AppendEntriesClock,
+}
+
+impl ProbeSettings {
+    fn silence(&self) -> Duration {
+        self.heartbeat * SILENT_HALF_HEARTBEATS / 2
+    }
+}
+
+/// Probes the known leader every `probe.interval` while this node is a
+/// voting follower, until Raft shuts down.
+pub async fn watch_leader(raft: Raft, registry: NodeRegistry, own_id: NodeId, probe: ProbeSettings) {
+    let interval = probe.interval;
     // Elections started since the last leader death was seen; `None` while
     // no death is being handled.
     let mut elections: Option<u32> = None;
@@ -62,7 +129,7 @@ pub async fn watch_leader(raft: Raft, registry: NodeRegistry, own_id: NodeId, in
         let elect = match (state, leader) {
             (ServerState::Follower, Some(leader)) if voter && leader != own_id => {
                 last_leader = Some(leader);
-                let dead = leader_is_dead(&registry, leader, interval).await;
+                let dead = leader_is_gone(&registry, leader, &probe).await;
                 if dead {
                     tracing::warn!(
                         leader,
@@ -89,7 +156,7 @@ pub async fn watch_leader(raft: Raft, registry: NodeRegistry, own_id: NodeId, in
                 }
                 // Another node's campaign reached us before our own probe
                 // saw the death: if the old leader is gone, take part.
-                (None, Some(last)) if last != own_id && leader_is_dead(&registry, last, interval).await => {
+                (None, Some(last)) if last != own_id && leader_is_gone(&registry, last, &probe).await => {
                     tracing::warn!(leader = last, term, "no leader, and the last one is gone: starting an election");
                     elections = Some(0);
                     true
@@ -113,10 +180,27 @@ pub async fn watch_leader(raft: Raft, registry: NodeRegistry, own_id: NodeId, in
     }
 }
 
-async fn leader_is_dead(registry: &NodeRegistry, leader: NodeId, interval: Duration) -> bool {
-    match registry.get(leader) {
-        Some(addr) => refuses_connections(&addr.raft_addr, interval).await,
-        None => false,
+/// A leader is gone when its Raft port refuses connections *and* its
+/// AppendEntries have stopped. If the silence would be long enough before
+/// the next probe, this waits for that moment rather than a whole interval.
+async fn leader_is_gone(registry: &NodeRegistry, leader: NodeId, probe: &ProbeSettings) -> bool {
+    let Some(addr) = registry.get(leader) else {
+        return false;
+    };
+    if !refuses_connections(&addr.raft_addr, probe.interval).await {
+        return false;
+    }
+    let silence = probe.silence();
+    match probe.appends.since_last() {
+        Some(since) if since < silence => {
+            let rest = silence - since;
+            if rest > probe.interval {
+                return false;
+            }
+            tokio::time::sleep(rest).await;
+            probe.appends.silent_for(silence)
+        }
+        _ => true,
     }
 }
 
@@ -131,4 +215,26 @@ async fn refuses_connections(addr: &str, within: Duration) -> bool {
         tokio::time::timeout(within, TcpStream::connect(addr)).await,
         Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_without_append_entries_is_silent() {
+        let clock = AppendEntriesClock::default();
+        assert_eq!(clock.since_last(), None);
+        assert!(clock.silent_for(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn a_recent_append_entries_breaks_the_silence_for_every_clone() {
+        let clock = AppendEntriesClock::default();
+        let server_side = clock.clone();
+        server_side.record();
+        assert!(clock.since_last().is_some_and(|since| since < Duration::from_secs(60)));
+        assert!(!clock.silent_for(Duration::from_secs(60)));
+        assert!(clock.silent_for(Duration::ZERO));
+    }
 }

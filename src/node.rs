@@ -156,9 +156,14 @@ impl RunningNode {
 
         let registry = NodeRegistry::new();
         tokio::spawn(mirror_membership(raft.clone(), registry.clone()));
+        let appends = failover::AppendEntriesClock::default();
         if config.raft.leader_probe_ms > 0 {
-            let interval = Duration::from_millis(config.raft.leader_probe_ms);
-            tokio::spawn(failover::watch_leader(raft.clone(), registry.clone(), node_id, interval));
+            let probe = failover::ProbeSettings {
+                interval: Duration::from_millis(config.raft.leader_probe_ms),
+                heartbeat: Duration::from_millis(config.raft.heartbeat_ms),
+                appends: appends.clone(),
+            };
+            tokio::spawn(failover::watch_leader(raft.clone(), registry.clone(), node_id, probe));
         }
 
         let settings = Arc::new(config.api.clone());
@@ -185,7 +190,7 @@ impl RunningNode {
         let stop_grpc = CancellationToken::new();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(RaftGrpcService::new(raft.clone(), identity.clone()).into_server())
+                .add_service(RaftGrpcService::new(raft.clone(), identity.clone(), appends).into_server())
                 .serve_with_incoming_shutdown(raft_incoming, stop_grpc.clone().cancelled_owned()),
         );
         let stop_http = CancellationToken::new();

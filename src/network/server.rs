@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
+use openraft::raft::AppendEntriesResponse;
 use tonic::{Request, Response, Status};
 
 use super::pb;
 use super::pb::raft_service_server::{RaftService, RaftServiceServer};
 use super::MAX_MESSAGE_BYTES;
+use crate::failover::AppendEntriesClock;
 use crate::identity::{NodeIdentity, Refusal};
 use crate::types::Raft;
 
@@ -17,11 +19,14 @@ use crate::types::Raft;
 pub struct RaftGrpcService {
     raft: Raft,
     identity: Arc<NodeIdentity>,
+    /// Told of every AppendEntries from a leader this node accepts, for the
+    /// leader probe.
+    appends: AppendEntriesClock,
 }
 
 impl RaftGrpcService {
-    pub fn new(raft: Raft, identity: Arc<NodeIdentity>) -> Self {
-        Self { raft, identity }
+    pub fn new(raft: Raft, identity: Arc<NodeIdentity>, appends: AppendEntriesClock) -> Self {
+        Self { raft, identity, appends }
     }
 
     /// Admits a peer's RPC (same cluster, addressed to this incarnation);
@@ -61,7 +66,13 @@ impl RaftService for RaftGrpcService {
             return Err(refused);
         }
         let req = request.into_inner().try_into()?;
-        Ok(Response::new(self.raft.append_entries(req).await.into()))
+        let resp = self.raft.append_entries(req).await;
+        // A stale leader (answered with a higher vote) is not the one the
+        // probe watches.
+        if !matches!(resp, Ok(AppendEntriesResponse::HigherVote(_))) {
+            self.appends.record();
+        }
+        Ok(Response::new(resp.into()))
     }
 
     async fn vote(&self, request: Request<pb::VoteRequest>) -> Result<Response<pb::VoteReply>, Status> {

@@ -96,6 +96,14 @@ pub async fn full_log(client: &Client) -> Result<Vec<LogEntry>, String> {
     }
 }
 
+impl TestNode {
+    /// The node's process id, for signals other than SIGKILL.
+    pub fn pid(&self) -> nix::unistd::Pid {
+        let pid = self.child.id().expect("a running node has a pid");
+        nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits in i32"))
+    }
+}
+
 impl TestCluster {
     /// Starts `n` nodes with the design's default timers: node 1 bootstraps,
     /// the others join through node 1; returns once all are voters and agree

@@ -84,3 +84,105 @@ async fn failover_time_over_five_runs() {
         println!("  {row}");
     }
 }
+
+/// Time from `since` to the first write acknowledged through any of
+/// `through`: a new attempt starts every 100 ms (each bounded at 2 s, so one
+/// request stuck on the paused leader does not hide a later success).
+pub(crate) async fn time_to_first_write(clients: Vec<gameraft::client::Client>, tag: u64, since: Instant) -> Duration {
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    for round in 0usize.. {
+        tokio::select! {
+            _ = ticker.tick() => {
+                assert!(since.elapsed() < Duration::from_secs(60), "no write acknowledged within 60 s");
+                let client = clients[round % clients.len()].clone();
+                attempts.spawn(async move {
+                    let resp = tokio::time::timeout(Duration::from_secs(2), client.post_event(&event(tag))).await;
+                    matches!(resp, Ok(Ok(r)) if r.status == 200).then(Instant::now)
+                });
+            }
+            Some(done) = attempts.join_next() => {
+                if let Ok(Some(at)) = done {
+                    return at - since;
+                }
+            }
+        }
+    }
+    unreachable!("the loop returns or panics")
+}
+
+/// SIGSTOPs the leader of a 3-node cluster 5 times (a fresh cluster each
+/// time) and prints the time from SIGSTOP to the first write acknowledged by
+/// a new leader. Run with
+/// `cargo nextest run --test cluster --run-ignored only --no-capture failover_time_paused`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement: takes about a minute"]
+async fn failover_time_paused_leader_over_five_runs() {
+    use nix::sys::signal::{kill, Signal};
+    let mut times = Vec::new();
+    for run in 0..5u64 {
+        let cluster = TestCluster::start(&format!("failover-time-paused-{run}"), 3).await;
+        assert_eq!(cluster.client(1).post_event(&event(0)).await.unwrap().status, 200);
+        let leader = cluster.leader().await;
+        let survivors: Vec<_> =
+            cluster.ids().into_iter().filter(|id| *id != leader).map(|id| cluster.client(id).clone()).collect();
+        kill(cluster.node(leader).pid(), Signal::SIGSTOP).expect("SIGSTOP the leader");
+        let downtime = time_to_first_write(survivors, 1, Instant::now()).await;
+        kill(cluster.node(leader).pid(), Signal::SIGCONT).expect("SIGCONT the old leader");
+        eprintln!("paused leader run {run}: {downtime:?}");
+        times.push(downtime);
+    }
+    times.sort();
+    println!("failover: SIGSTOP of the leader -> first acknowledged write, 5 runs, design timers");
+    println!("  min {:>8.3?}  median {:>8.3?}  max {:>8.3?}", times[0], times[2], times[4]);
+}
+
+/// The leader's Raft port refuses new connections while its established ones
+/// keep carrying AppendEntries (as with a firewall rule that rejects new SYNs
+/// only): the followers' leader probe must not depose it.
+///
+/// Every node advertises 127.0.0.2. Node 1 (the bootstrap leader) binds its
+/// Raft port on 127.0.0.1 only, so a follower's new connection to its
+/// advertised address is refused, while node 1's own connections to the
+/// followers (bound on 127.0.0.2) carry its heartbeats as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_refusing_new_connections_while_heartbeating_keeps_leading() {
+    let mut cluster = TestCluster::empty("failover-one-way-refusal", &["--advertise-host", "127.0.0.2"]);
+    cluster.spawn(1, None, "127.0.0.2:0", "127.0.0.1:0").await;
+    let join = format!("http://{}", cluster.node(1).http_addr);
+    for id in 2..=3 {
+        cluster.spawn(id, Some(join.clone()), "127.0.0.2:0", "127.0.0.2:0").await;
+    }
+    assert_eq!(cluster.client(1).post_event(&event(0)).await.unwrap().status, 200);
+    wait_for("every node to know a leader", Duration::from_secs(30), || async {
+        for id in cluster.ids() {
+            cluster.client(id).status().await.ok()?.current_leader?;
+        }
+        Some(())
+    })
+    .await;
+    let advertised_raft = format!("127.0.0.2:{}", cluster.node(1).raft_addr.rsplit(':').next().expect("a port"));
+    let refused = tokio::net::TcpStream::connect(&advertised_raft).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "node 1's advertised Raft address must refuse new connections: {refused:?}"
+    );
+    let term = cluster.client(1).status().await.unwrap().current_term;
+
+    eprintln!("--- for 5 s (20 probe intervals) node 1 stays the leader at term {term}, and writes succeed");
+    let watch_until = Instant::now() + Duration::from_secs(5);
+    let mut tag = 1;
+    while Instant::now() < watch_until {
+        for id in cluster.ids() {
+            let status = cluster.client(id).status().await.unwrap();
+            assert_eq!(
+                (status.current_leader, status.current_term),
+                (Some(1), term),
+                "node {id} saw the leadership change although node 1's heartbeats kept arriving"
+            );
+        }
+        assert_eq!(cluster.client(1).post_event(&event(tag)).await.unwrap().status, 200);
+        tag += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
