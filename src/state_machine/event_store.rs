@@ -420,7 +420,7 @@ impl Generation {
         if state.request_id_window_ms == 0 {
             // No entry carried a window yet: none of the ids is needed now,
             // and the first entry with a window reads what it needs.
-            return Ok(RequestIds::loaded([], from_ms));
+            return Ok(RequestIds::nothing_held());
         }
         let read = self.read_request_ids_between(from_ms, u64::MAX, state.event_count)?;
         Ok(RequestIds::loaded(read, from_ms))

@@ -123,9 +123,11 @@ impl RequestIds {
     /// the times of [`RequestIds::older_to_read`], oldest first) and holds
     /// everything from `from_ms`.
     pub fn extend_older(&mut self, older: impl IntoIterator<Item = (String, Seen)>, from_ms: u64) {
+        // Held already: everything from the oldest event held on.
+        let first_held = self.order.front().map_or(u64::MAX, |(_, position, _)| *position);
         let mut read: Vec<(Arc<str>, Seen)> = older
             .into_iter()
-            .filter(|(_, seen)| seen.at_ms >= from_ms && seen.at_ms < self.held_from_ms)
+            .filter(|(_, seen)| seen.at_ms >= from_ms && seen.at_ms < self.held_from_ms && seen.position < first_held)
             .map(|(id, seen)| (Arc::from(id), seen))
             .collect();
         for (id, seen) in &read {
@@ -145,9 +147,15 @@ impl RequestIds {
     /// The index of a store whose events applied at `from_ms` or later are
     /// `read` (oldest first).
     pub fn loaded(read: impl IntoIterator<Item = (String, Seen)>, from_ms: u64) -> Self {
-        let mut ids = Self { held_from_ms: u64::MAX, ..Self::default() };
+        let mut ids = Self::nothing_held();
         ids.extend_older(read, from_ms);
         ids
+    }
+
+    /// An index holding no ids, for a store that needs none yet: the first
+    /// window asked for is read from the store.
+    pub fn nothing_held() -> Self {
+        Self { held_from_ms: u64::MAX, ..Self::default() }
     }
 
     /// Records `id` for the event just appended.
