@@ -4,12 +4,13 @@
 //! (`success: false`, `message`, `log_index: null`) plus a machine-readable
 //! `error` code; a 503 "Not the leader" also names the leader when known.
 
+use std::time::Duration;
+
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use std::time::Duration;
 
 use crate::membership::MembershipError;
 use crate::types::NodeId;
