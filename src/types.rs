@@ -61,8 +61,8 @@ pub struct Command {
     pub events: Vec<ProposedEvent>,
     /// The proposing leader's wall clock, in milliseconds since the Unix
     /// epoch. The state machine never goes back in time: an entry's time is
-    /// the largest stamped so far in the log (a new leader whose clock is
-    /// behind does not make ids live longer, or shorter, than they did).
+    /// the largest stamped so far in the log, so a new leader whose clock is
+    /// behind cannot turn it back (see ARCHITECTURE.md on clock skew).
     pub proposed_at_ms: u64,
     /// The proposing leader's `--request-id-window-secs`, in milliseconds:
     /// an event is a duplicate if its request id was applied at a time at
