@@ -203,3 +203,26 @@ pub struct ApiQuery<T>(pub T);
 #[derive(axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_unknown_answer_names_how_long_a_retry_is_recognised() {
+        let horizon = Duration::from_secs(56);
+        for err in [
+            ApiError::write_timeout(Duration::from_secs(10), horizon),
+            ApiError::stopped_during_write("storage failed", horizon),
+            ApiError::no_answer_from_leader(&"no answer from the leader", horizon),
+        ] {
+            assert_eq!((err.status, err.code), (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"));
+            assert!(
+                err.message
+                    .contains("with the same request_id and event, to any node, within 56 s of the first attempt"),
+                "{}",
+                err.message
+            );
+        }
+    }
+}
