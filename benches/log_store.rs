@@ -139,7 +139,7 @@ impl Sink {
             Sink::Raw { file, buf } => {
                 buf.clear();
                 for entry in entries {
-                    record::encode(buf, &pb::Entry::from(entry).encode_to_vec());
+                    record::encode(buf, &pb::Entry::from(entry).encode_to_vec()).expect("a small entry");
                 }
                 file.write_all(buf).expect("raw write");
                 file.sync_data().expect("raw sync_data");

@@ -11,7 +11,19 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::types::NodeId;
+use crate::network::MAX_MESSAGE_BYTES;
+use crate::storage::record::MAX_PAYLOAD_LEN;
+use crate::types::{NodeId, ENTRY_OVERHEAD_BYTES, EVENT_OVERHEAD_BYTES};
+
+/// How many times a request may be forwarded from node to node, so that
+/// nodes with briefly different views of the leader cannot bounce it forever.
+pub const FORWARD_MAX_HOPS: u32 = 3;
+/// How long a node tries to connect to the leader to forward a request.
+pub const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Room in one AppendEntries message for everything besides its entries.
+const APPEND_ENTRIES_OVERHEAD_BYTES: u64 = 64 * 1024;
+/// Longest request id (`api/request_id.rs`): it joins the event in the entry.
+const MAX_REQUEST_ID_BYTES: u64 = crate::api::MAX_REQUEST_ID_BYTES as u64;
 
 /// Configuration of one node (`gameraft serve`).
 #[derive(Debug, Clone, Args)]
@@ -139,12 +151,14 @@ pub struct ApiSettings {
     #[arg(long, env = "GAMERAFT_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
-    /// How many recent events' request ids the state machine remembers: a
-    /// write repeating one of them is answered with the original log index
-    /// instead of being appended again. The leader stamps its value into
-    /// each entry, so every node decides the same way whatever its own flag.
-    #[arg(long, env = "GAMERAFT_REQUEST_ID_WINDOW", default_value_t = 100_000)]
-    pub request_id_window: u64,
+    /// How long, in seconds of the leaders' clocks, a request id is
+    /// remembered: a write repeating one applied that recently is answered
+    /// with the original log index instead of being appended again. The
+    /// leader stamps its time and this value into each entry, so every node
+    /// decides the same way whatever its own flag. Must cover a retry after
+    /// a 504: see [`ApiSettings::request_id_window_needed`].
+    #[arg(long, env = "GAMERAFT_REQUEST_ID_WINDOW_SECS", default_value_t = 120)]
+    pub request_id_window_secs: u64,
 
     /// How many recent PlayerAction events the leader keeps in memory.
     #[arg(long, env = "GAMERAFT_RECENT_ACTIONS", default_value_t = 1024)]
@@ -157,8 +171,9 @@ pub struct ApiSettings {
     pub write_batch_max_events: usize,
 
     /// Most bytes (the events' JSON) in one Raft entry; a single larger
-    /// event still goes alone. With `--max-payload-entries` entries per
-    /// AppendEntries this bounds the RPC size (gRPC's limit is 64 MiB).
+    /// event still goes alone. Checked at start, with `--max-body-bytes`,
+    /// against the record limit (64 MiB) and, times `--max-payload-entries`,
+    /// against the gRPC message limit (64 MiB).
     #[arg(long, env = "GAMERAFT_WRITE_BATCH_MAX_BYTES", default_value_t = 128 * 1024)]
     pub write_batch_max_bytes: usize,
 
@@ -180,6 +195,23 @@ pub enum ConfigError {
     JoinUrl { url: String },
     #[error("--bootstrap and --join exclude each other: found a new cluster, or join an existing one")]
     BootstrapAndJoin,
+    #[error(
+        "--request-id-window-secs {window_secs} is shorter than a retry can take: with --leader-wait-ms and \
+         --write-timeout-ms as set, a write retried at once after its 504 can be proposed up to {needed_secs} s \
+         after the first attempt, so the window must be at least that"
+    )]
+    RequestIdWindowTooShort { window_secs: u64, needed_secs: u64 },
+    #[error(
+        "one Raft entry may take {entry_bytes} bytes (the larger of --write-batch-max-bytes and \
+         --max-body-bytes, plus a request id and encoding overhead), over the {limit}-byte record limit"
+    )]
+    EntryOverRecordLimit { entry_bytes: u64, limit: u64 },
+    #[error(
+        "--max-payload-entries {entries} entries of up to {entry_bytes} bytes (the larger of \
+         --write-batch-max-bytes and --max-body-bytes, plus overhead) make an AppendEntries message over the \
+         {limit}-byte gRPC limit: lower one of the three"
+    )]
+    AppendEntriesOverMessageLimit { entries: u64, entry_bytes: u64, limit: u64 },
 }
 
 impl NodeConfig {
@@ -200,7 +232,7 @@ impl NodeConfig {
             ("--join-timeout-ms", self.api.join_timeout_ms),
             ("--max-body-bytes", self.api.max_body_bytes as u64),
             ("--snapshot-after-logs", self.raft.snapshot_after_logs),
-            ("--request-id-window", self.api.request_id_window),
+            ("--request-id-window-secs", self.api.request_id_window_secs),
             ("--write-batch-max-events", self.api.write_batch_max_events as u64),
             ("--write-batch-max-bytes", self.api.write_batch_max_bytes as u64),
             ("--write-batches-in-flight", self.api.write_batches_in_flight as u64),
@@ -209,7 +241,53 @@ impl NodeConfig {
                 return Err(ConfigError::Zero(name));
             }
         }
+        let needed = self.api.request_id_window_needed();
+        if self.api.request_id_window() < needed {
+            return Err(ConfigError::RequestIdWindowTooShort {
+                window_secs: self.api.request_id_window_secs,
+                needed_secs: needed.as_secs_f64().ceil() as u64,
+            });
+        }
+        self.check_size_limits()?;
         self.raft.to_openraft()
+    }
+
+    /// The largest Raft entry the API can build: a batch is cut at
+    /// `--write-batch-max-bytes`, but one event goes alone whatever its size,
+    /// and it is at most a body plus a request id sent in a header. Every
+    /// event counts [`EVENT_OVERHEAD_BYTES`] on top of its JSON, and every
+    /// entry [`ENTRY_OVERHEAD_BYTES`] (see `types.rs`): the batcher cuts by
+    /// the same measure, and never builds a larger entry.
+    pub fn max_entry_bytes(&self) -> u64 {
+        let batch = self.api.write_batch_max_bytes as u64;
+        let single = self.api.max_body_bytes as u64 + MAX_REQUEST_ID_BYTES + EVENT_OVERHEAD_BYTES as u64;
+        batch.max(single) + ENTRY_OVERHEAD_BYTES as u64
+    }
+
+    /// The largest entry a peer accepts: a record of its log must be
+    /// readable, and `--max-payload-entries` of them must fit in one
+    /// AppendEntries message.
+    pub fn entry_limit_bytes(&self) -> u64 {
+        let per_message = MAX_MESSAGE_BYTES as u64 - APPEND_ENTRIES_OVERHEAD_BYTES;
+        (per_message / self.raft.max_payload_entries.max(1)).min(u64::from(MAX_PAYLOAD_LEN))
+    }
+
+    /// The body and batch limits against the record and gRPC message
+    /// limits: an entry the API accepts must be one every peer can store
+    /// and receive, or replication would fail on it forever.
+    fn check_size_limits(&self) -> Result<(), ConfigError> {
+        let entry_bytes = self.max_entry_bytes();
+        if entry_bytes > u64::from(MAX_PAYLOAD_LEN) {
+            return Err(ConfigError::EntryOverRecordLimit { entry_bytes, limit: u64::from(MAX_PAYLOAD_LEN) });
+        }
+        if entry_bytes > self.entry_limit_bytes() {
+            return Err(ConfigError::AppendEntriesOverMessageLimit {
+                entries: self.raft.max_payload_entries,
+                entry_bytes,
+                limit: MAX_MESSAGE_BYTES as u64,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -259,6 +337,52 @@ impl ApiSettings {
     }
     pub fn join_timeout(&self) -> Duration {
         Duration::from_millis(self.join_timeout_ms)
+    }
+    pub fn request_id_window(&self) -> Duration {
+        Duration::from_secs(self.request_id_window_secs)
+    }
+
+    /// How long a node waits for the leader's answer to a request it
+    /// forwarded: the leader's own wait for a leader and its write, and 5 s
+    /// for the trip.
+    pub fn forward_timeout(&self) -> Duration {
+        self.leader_wait() + self.write_timeout() + Duration::from_secs(5)
+    }
+
+    /// The latest after a client sent a write that any node proposes a copy
+    /// of it. Each node on its way (the first and up to
+    /// [`FORWARD_MAX_HOPS`] more) holds it at most its wait for a leader,
+    /// its own write attempt (which may end in "not the leader", and then
+    /// it forwards) and a refused connect, before proposing it or passing
+    /// it on. 64 s with the default timers.
+    pub fn proposal_bound(&self) -> Duration {
+        let per_node = self.leader_wait() + self.write_timeout() + FORWARD_CONNECT_TIMEOUT;
+        per_node * (FORWARD_MAX_HOPS + 1)
+    }
+
+    /// The longest before the client has an answer: the first node's wait
+    /// for a leader, its own write, a refused connect, and one forward.
+    /// 36 s with the default timers.
+    pub fn answer_bound(&self) -> Duration {
+        self.leader_wait() + self.write_timeout() + FORWARD_CONNECT_TIMEOUT + self.forward_timeout()
+    }
+
+    /// The shortest request-id window that keeps the 504's promise: a write
+    /// sent again with its id, as soon as the first attempt is answered, is
+    /// appended at most once. Every entry carrying the first attempt is
+    /// stamped at or after it was sent; the retry leaves at most
+    /// [`Self::answer_bound`] later and any copy of it is proposed within
+    /// [`Self::proposal_bound`] of that. 100 s with the default timers.
+    pub fn request_id_window_needed(&self) -> Duration {
+        self.answer_bound() + self.proposal_bound()
+    }
+
+    /// How long after the first attempt a retry with the same id is still
+    /// recognised, whatever path each attempt takes: what the 504 promises.
+    /// 56 s with the defaults; never shorter than [`Self::answer_bound`] in
+    /// a configuration that passed validation.
+    pub fn retry_horizon(&self) -> Duration {
+        self.request_id_window().saturating_sub(self.proposal_bound())
     }
 }
 
@@ -335,6 +459,44 @@ mod tests {
         config.join = Some("http://10.0.0.1:8080".into());
         assert!(matches!(config.validate(), Err(ConfigError::BootstrapAndJoin)));
         assert!(!parse(&[]).bootstrap, "never the default");
+    }
+
+    #[test]
+    fn the_request_id_window_defaults_to_120_s_and_must_cover_a_retry_after_a_504() {
+        let config = parse(&[]);
+        assert_eq!(config.api.request_id_window(), Duration::from_secs(120));
+        assert_eq!(config.api.request_id_window_needed(), Duration::from_secs(100), "36 s answer + 64 s proposal");
+        assert_eq!(config.api.retry_horizon(), Duration::from_secs(56));
+        assert!(config.validate().is_ok());
+
+        let short = parse(&["--request-id-window-secs", "99"]);
+        let err = short.validate().expect_err("99 s < 100 s");
+        assert!(matches!(err, ConfigError::RequestIdWindowTooShort { window_secs: 99, needed_secs: 100 }), "{err:?}");
+        assert!(err.to_string().contains("--request-id-window-secs"), "{err}");
+        // Shorter timers allow a shorter window.
+        let fast = parse(&["--request-id-window-secs", "20", "--leader-wait-ms", "500", "--write-timeout-ms", "1000"]);
+        assert!(fast.validate().is_ok(), "needs {:?}", fast.api.request_id_window_needed());
+    }
+
+    #[test]
+    fn body_and_batch_limits_must_fit_a_record_and_an_append_entries_message() {
+        let config = parse(&[]);
+        assert!(config.max_entry_bytes() <= config.entry_limit_bytes());
+
+        // 1 MiB batches, 300 per AppendEntries: 300 MiB messages.
+        let big_batches = parse(&["--write-batch-max-bytes", "1048576"]);
+        let err = big_batches.validate().expect_err("over the gRPC limit");
+        assert!(matches!(err, ConfigError::AppendEntriesOverMessageLimit { entries: 300, .. }), "{err:?}");
+        for flag in ["--write-batch-max-bytes", "--max-body-bytes", "--max-payload-entries"] {
+            assert!(err.to_string().contains(flag), "{err}");
+        }
+        // The same batches, fewer per message: fine.
+        assert!(parse(&["--write-batch-max-bytes", "1048576", "--max-payload-entries", "50"]).validate().is_ok());
+        // A body limit as large as the record limit: one event could not be stored.
+        let big_bodies = parse(&["--max-body-bytes", "67108864", "--max-payload-entries", "1"]);
+        let err = big_bodies.validate().expect_err("over the record limit");
+        assert!(matches!(err, ConfigError::EntryOverRecordLimit { .. }), "{err:?}");
+        assert!(err.to_string().contains("--max-body-bytes"), "{err}");
     }
 
     #[test]

@@ -174,8 +174,8 @@ impl RunningNode {
             registry,
             events,
             ephemeral: Arc::new(EphemeralStore::new(settings.recent_actions)),
-            writes: WriteBatcher::spawn(raft.clone(), BatchLimits::from_settings(&settings)),
-            forwarder: Forwarder::new(settings.write_timeout() + settings.leader_wait() + Duration::from_secs(5))?,
+            writes: WriteBatcher::spawn(raft.clone(), BatchLimits::from_config(&config)),
+            forwarder: Forwarder::new(settings.forward_timeout())?,
             settings,
             membership_lock: Arc::default(),
         };

@@ -6,7 +6,14 @@
 //! leader (a client's, or one a follower forwarded over HTTP: both reach
 //! `POST /events` on this node) is queued, and one task takes everything
 //! queued, up to `--write-batch-max-events` events and
-//! `--write-batch-max-bytes` bytes, into one [`Command`] and proposes it.
+//! `--write-batch-max-bytes` bytes, into one [`Command`], stamps it with its
+//! wall-clock time and the request-id window, and proposes it.
+//!
+//! No entry exceeds what a peer accepts: an event counts its JSON plus
+//! [`EVENT_OVERHEAD_BYTES`], a batch is cut before its events would pass the
+//! byte bound or the entry limit (the record limit, and the gRPC message
+//! limit shared by `--max-payload-entries` entries), and an event too large
+//! to go even alone is refused before it is queued.
 //!
 //! There is no timer. A write that finds the queue empty and a slot free
 //! leaves at once; writes that arrive while `--write-batches-in-flight`
@@ -25,8 +32,8 @@ use std::sync::Arc;
 use openraft::error::ClientWriteError;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::config::ApiSettings;
-use crate::types::{Command, EventOutcome, ProposedEvent, Raft};
+use crate::config::NodeConfig;
+use crate::types::{Command, EventOutcome, ProposedEvent, Raft, ENTRY_OVERHEAD_BYTES, EVENT_OVERHEAD_BYTES};
 
 /// Why a write got no outcome; the same for every event of its batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,26 +51,46 @@ pub enum WriteError {
     /// proposed: it may still commit.
     #[error("{0}")]
     Stopped(String),
+    /// The event alone would make an entry larger than a peer accepts;
+    /// nothing was proposed.
+    #[error("the event takes {bytes} bytes in a Raft entry; at most {limit} are allowed")]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 /// Bounds of one batch and of the pipeline.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
     pub max_events: usize,
+    /// Where a batch is cut (events counted as in [`event_bytes`]); a single
+    /// larger event still goes alone, within `entry_limit`.
     pub max_bytes: usize,
+    /// The largest entry a peer accepts ([`NodeConfig::entry_limit_bytes`]).
+    pub entry_limit: usize,
     pub in_flight: usize,
-    /// Stamped into every entry (see [`Command::request_id_window`]).
-    pub request_id_window: u64,
+    /// Stamped into every entry (see [`Command::request_id_window_ms`]).
+    pub request_id_window_ms: u64,
 }
 
 impl BatchLimits {
-    pub fn from_settings(settings: &ApiSettings) -> Self {
+    pub fn from_config(config: &NodeConfig) -> Self {
+        let api = &config.api;
         Self {
-            max_events: settings.write_batch_max_events.max(1),
-            max_bytes: settings.write_batch_max_bytes.max(1),
-            in_flight: settings.write_batches_in_flight.max(1),
-            request_id_window: settings.request_id_window,
+            max_events: api.write_batch_max_events.max(1),
+            max_bytes: api.write_batch_max_bytes.max(1),
+            entry_limit: usize::try_from(config.entry_limit_bytes()).unwrap_or(usize::MAX),
+            in_flight: api.write_batches_in_flight.max(1),
+            request_id_window_ms: u64::try_from(api.request_id_window().as_millis()).unwrap_or(u64::MAX),
         }
+    }
+
+    /// Most event bytes in one entry: the batch bound, within the limit.
+    fn batch_budget(&self) -> usize {
+        self.max_bytes.min(self.event_budget())
+    }
+
+    /// Most bytes one event may take: alone, it must fit the entry limit.
+    fn event_budget(&self) -> usize {
+        self.entry_limit.saturating_sub(ENTRY_OVERHEAD_BYTES)
     }
 }
 
@@ -72,7 +99,7 @@ type Reply = oneshot::Sender<Result<EventOutcome, WriteError>>;
 /// One queued write.
 struct Pending {
     event: ProposedEvent,
-    /// The event's JSON length, for the byte bound.
+    /// [`event_bytes`], for the byte bounds.
     bytes: usize,
     reply: Reply,
 }
@@ -82,6 +109,7 @@ struct Pending {
 #[derive(Debug, Clone)]
 pub struct WriteBatcher {
     queue: mpsc::Sender<Pending>,
+    event_budget: usize,
 }
 
 impl std::fmt::Debug for Pending {
@@ -97,14 +125,17 @@ impl WriteBatcher {
         // enqueue (their write timeout still runs).
         let (queue, rx) = mpsc::channel(limits.max_events.saturating_mul(limits.in_flight + 2).max(1024));
         tokio::spawn(run(raft, rx, limits));
-        Self { queue }
+        Self { queue, event_budget: limits.event_budget() }
     }
 
     /// Proposes `event` in the next batch and waits for its outcome (after
     /// the entry is committed and applied on this node). Dropping the
     /// future before its batch is cut withdraws the event.
     pub async fn write(&self, event: ProposedEvent) -> Result<EventOutcome, WriteError> {
-        let bytes = json_len(&event);
+        let bytes = event_bytes(&event);
+        if bytes > self.event_budget {
+            return Err(WriteError::TooLarge { bytes, limit: self.event_budget });
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending { event, bytes, reply })
@@ -132,7 +163,7 @@ async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>, limits: BatchLimits
         let mut bytes = batch[0].bytes;
         while batch.len() < limits.max_events {
             match queue.try_recv() {
-                Ok(next) if bytes + next.bytes > limits.max_bytes => {
+                Ok(next) if bytes + next.bytes > limits.batch_budget() => {
                     carried = Some(next);
                     break;
                 }
@@ -150,7 +181,7 @@ async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>, limits: BatchLimits
             continue;
         }
         let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.event, p.reply)).unzip();
-        let command = Command { events, request_id_window: limits.request_id_window };
+        let command = Command { events, proposed_at_ms: now_ms(), request_id_window_ms: limits.request_id_window_ms };
         // Sent from this task, so entries are proposed in the order batches
         // were cut; the answers are awaited in their own tasks.
         match raft.client_write_ff(command).await {
@@ -193,6 +224,20 @@ fn answer_all(replies: Vec<Reply>, err: WriteError) {
     }
 }
 
+/// This node's wall clock in milliseconds since the Unix epoch (0 for a
+/// clock set before it: the log's time then simply does not advance).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// What `event` counts towards its entry's size: its JSON length plus
+/// [`EVENT_OVERHEAD_BYTES`].
+pub(crate) fn event_bytes(event: &ProposedEvent) -> usize {
+    json_len(event) + EVENT_OVERHEAD_BYTES
+}
+
 /// The length of `event`'s JSON, without building it.
 fn json_len(event: &ProposedEvent) -> usize {
     struct Count(usize);
@@ -210,4 +255,65 @@ fn json_len(event: &ProposedEvent) -> usize {
     // only make the batch a little larger.
     let _ = serde_json::to_writer(&mut count, event);
     count.0
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use proptest::prelude::*;
+    use prost::Message;
+
+    use super::*;
+    use crate::event::CriticalEvent;
+    use crate::network::pb;
+    use crate::state_machine::GameStateMachine;
+    use crate::storage::record;
+    use crate::types::{Entry, LogId};
+
+    fn event() -> impl Strategy<Value = CriticalEvent> {
+        prop_oneof![
+            (any::<u64>(), ".{0,64}", any::<u64>())
+                .prop_map(|(player_id, name, timestamp)| CriticalEvent::PlayerJoin { player_id, name, timestamp }),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(player_id, timestamp)| CriticalEvent::PlayerLeave { player_id, timestamp }),
+            (any::<u64>(), any::<i32>(), any::<u64>())
+                .prop_map(|(player_id, score, timestamp)| CriticalEvent::ScoreUpdate { player_id, score, timestamp }),
+            (".{0,64}", any::<u64>())
+                .prop_map(|(state, timestamp)| CriticalEvent::GameStateChange { state, timestamp }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// What the batcher counts for an entry bounds both of its
+        /// encodings: the Raft log's protobuf record and the event file's
+        /// JSON record, with the largest numbers either can hold.
+        #[test]
+        fn the_counted_size_bounds_both_encodings_of_an_entry(
+            events in proptest::collection::vec(
+                (proptest::option::of("\\PC{1,32}|[\"\\\\\u{1}]{1,128}"), event()),
+                1..20,
+            )
+        ) {
+            let events: Vec<ProposedEvent> =
+                events.into_iter().map(|(request_id, event)| ProposedEvent { request_id, event }).collect();
+            let counted: usize = events.iter().map(event_bytes).sum::<usize>() + ENTRY_OVERHEAD_BYTES;
+            let command = Command { events, proposed_at_ms: u64::MAX, request_id_window_ms: u64::MAX };
+            let log_id = LogId::new(CommittedLeaderId::new(u64::MAX, u64::MAX), u64::MAX);
+            let entry = Entry { log_id, payload: EntryPayload::Normal(command) };
+
+            let protobuf = pb::Entry::from(entry.clone()).encoded_len() + record::HEADER_LEN as usize;
+            prop_assert!(protobuf <= counted, "log record {protobuf} > counted {counted}");
+
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let stored = runtime.block_on(async {
+                let mut sm = GameStateMachine::in_memory();
+                sm.apply([entry]).await.expect("apply");
+                sm.applied().dat_len as usize
+            });
+            prop_assert!(stored <= counted, "event file record {stored} > counted {counted}");
+        }
+    }
 }

@@ -4,6 +4,8 @@
 //! (`success: false`, `message`, `log_index: null`) plus a machine-readable
 //! `error` code; a 503 "Not the leader" also names the leader when known.
 
+use std::time::Duration;
+
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -55,32 +57,71 @@ impl ApiError {
         }
     }
 
-    pub fn write_timeout(waited: std::time::Duration) -> Self {
+    /// The write was proposed and not confirmed in time. `retry_horizon`
+    /// is how long after the first attempt a retry under the same request
+    /// id is still recognised ([`ApiSettings::retry_horizon`]).
+    ///
+    /// [`ApiSettings::retry_horizon`]: crate::config::ApiSettings::retry_horizon
+    pub fn write_timeout(waited: Duration, retry_horizon: Duration) -> Self {
         Self::new(
             StatusCode::GATEWAY_TIMEOUT,
             "outcome_unknown",
-            format!(
-                "the write was not confirmed within {waited:?}; it may or may not have been committed \
-                 (a write sent again with the same request_id is applied at most once)"
-            ),
+            format!("the write was not confirmed within {waited:?}; {}", may_have_committed(retry_horizon)),
         )
     }
 
     /// Raft stopped (a storage failure, or shutdown) while a write was in
     /// flight: the entry may already be in the log and be committed later,
     /// so the client must not assume it failed.
-    pub fn stopped_during_write(detail: impl std::fmt::Display) -> Self {
+    pub fn stopped_during_write(detail: impl std::fmt::Display, retry_horizon: Duration) -> Self {
         Self::new(
             StatusCode::GATEWAY_TIMEOUT,
             "outcome_unknown",
-            format!("this node stopped before confirming the write ({detail}); it may or may not have been committed"),
+            format!("this node stopped before confirming the write ({detail}); {}", may_have_committed(retry_horizon)),
         )
+    }
+
+    /// A forwarded request reached the leader, maybe, and no answer came.
+    pub fn no_answer_from_leader(err: &dyn std::fmt::Display, retry_horizon: Duration) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "outcome_unknown",
+            format!("{err}; {}", may_have_committed(retry_horizon)),
+        )
+    }
+
+    /// A request id was sent again with another event: not a retry. The
+    /// holder's position is not told (the id may be another client's).
+    pub fn request_id_reused(id: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "request_id_reused",
+            format!(
+                "request id {id:?} was used for another event, committed recently; nothing was appended \
+                 (a retry must send the same event, a new write needs a new id)"
+            ),
+        )
+    }
+
+    /// An event too large for one Raft entry (the body limit is checked
+    /// against this at start, so only a misconfigured test meets it).
+    pub fn event_too_large(detail: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail.to_string())
     }
 
     /// The node could not read its own store (a disk error or damage).
     pub fn storage(err: &std::io::Error) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", format!("cannot read this node's events: {err}"))
     }
+}
+
+/// What an `outcome_unknown` answer tells the client to do.
+fn may_have_committed(retry_horizon: Duration) -> String {
+    format!(
+        "it may or may not have been committed (sent again with the same request_id and event, to any node, \
+         within {} s of the first attempt, it is applied at most once)",
+        retry_horizon.as_secs()
+    )
 }
 
 impl IntoResponse for ApiError {
@@ -162,3 +203,26 @@ pub struct ApiQuery<T>(pub T);
 #[derive(axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_unknown_answer_names_how_long_a_retry_is_recognised() {
+        let horizon = Duration::from_secs(56);
+        for err in [
+            ApiError::write_timeout(Duration::from_secs(10), horizon),
+            ApiError::stopped_during_write("storage failed", horizon),
+            ApiError::no_answer_from_leader(&"no answer from the leader", horizon),
+        ] {
+            assert_eq!((err.status, err.code), (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"));
+            assert!(
+                err.message
+                    .contains("with the same request_id and event, to any node, within 56 s of the first attempt"),
+                "{}",
+                err.message
+            );
+        }
+    }
+}

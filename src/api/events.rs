@@ -114,10 +114,11 @@ pub async fn post_event(
 /// name the original instead.
 async fn write_critical(state: &AppState, event: CriticalEvent, id: RequestId) -> Result<Response, LocalError> {
     let timeout = state.settings.write_timeout();
+    let horizon = state.settings.retry_horizon();
     let proposed = ProposedEvent { request_id: Some(id.as_str().to_string()), event };
     match tokio::time::timeout(timeout, state.writes.write(proposed)).await {
-        Err(_elapsed) => Err(ApiError::write_timeout(timeout).into()),
-        Ok(Ok(outcome)) => Ok(Json(committed(&id, outcome)).into_response()),
+        Err(_elapsed) => Err(ApiError::write_timeout(timeout, horizon).into()),
+        Ok(Ok(outcome)) => Ok(Json(committed(&id, outcome)?).into_response()),
         // OpenRaft answers this before appending (this node does not lead),
         // but also for an entry it had appended and then truncated from its
         // log as a deposed leader (`DeleteConflictLog`): that entry may
@@ -128,15 +129,17 @@ async fn write_critical(state: &AppState, event: CriticalEvent, id: RequestId) -
         Ok(Err(WriteError::Refused(err))) => {
             Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", err).into())
         }
-        Ok(Err(WriteError::Stopped(detail))) => Err(ApiError::stopped_during_write(detail).into()),
+        Ok(Err(WriteError::Stopped(detail))) => Err(ApiError::stopped_during_write(detail, horizon).into()),
+        Ok(Err(err @ WriteError::TooLarge { .. })) => Err(ApiError::event_too_large(err).into()),
     }
 }
 
 /// The answer for a committed write: the design's body, plus `duplicate`
-/// when the client named the write.
-fn committed(id: &RequestId, outcome: EventOutcome) -> PostEventResponse {
+/// when the client named the write; 409 if the id was another event's.
+fn committed(id: &RequestId, outcome: EventOutcome) -> Result<PostEventResponse, ApiError> {
     let index = outcome.log_index();
     let (message, duplicate, position) = match (id, outcome) {
+        (_, EventOutcome::Reused { .. }) => return Err(ApiError::request_id_reused(id.as_str())),
         (RequestId::Client(id), EventOutcome::Duplicate { position, .. }) => {
             (format!("Duplicate of request {id}: event committed at log index {index}"), Some(true), Some(position))
         }
@@ -147,7 +150,7 @@ fn committed(id: &RequestId, outcome: EventOutcome) -> PostEventResponse {
         // the client it is simply the write committed.
         (RequestId::Assigned(_), _) => (format!("Event committed at log index {index}"), None, None),
     };
-    PostEventResponse { success: true, message, log_index: Some(index), duplicate, position }
+    Ok(PostEventResponse { success: true, message, log_index: Some(index), duplicate, position })
 }
 
 async fn record_ephemeral(state: &AppState, event: EphemeralEvent) -> Result<Response, LocalError> {

@@ -18,7 +18,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
@@ -29,7 +29,7 @@ use crate::types::NodeId;
 /// Header counting how many times a request was forwarded, so that nodes
 /// with briefly different views of the leader cannot bounce it forever.
 pub const HOPS_HEADER: &str = "x-gameraft-hops";
-const MAX_HOPS: u32 = 3;
+const MAX_HOPS: u32 = crate::config::FORWARD_MAX_HOPS;
 
 /// A request as it will be re-sent to the leader.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ impl Forwarder {
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
-            .connect_timeout(Duration::from_secs(1))
+            .connect_timeout(crate::config::FORWARD_CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .build()?;
         Ok(Self { client })
@@ -150,15 +150,7 @@ impl AppState {
                     unusable = Some(leader);
                 }
                 Err(err @ ForwardError::NoAnswer(_)) => {
-                    return ApiError::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "outcome_unknown",
-                        format!(
-                            "{err}; the request may or may not have been applied \
-                             (a write sent again with the same request_id is applied at most once)"
-                        ),
-                    )
-                    .into_response();
+                    return ApiError::no_answer_from_leader(&err, self.settings.retry_horizon()).into_response();
                 }
             }
         }

@@ -3,8 +3,9 @@
 //!
 //! A client names a write with `"request_id"` in the body or an
 //! `Idempotency-Key` header; the state machine then appends the event at
-//! most once among the last `--request-id-window` events, and the answer
-//! says whether this request was the one that appended it (`duplicate`).
+//! most once within `--request-id-window-secs`, and the answer says whether
+//! this request was the one that appended it (`duplicate`). The same id with
+//! another event in that time is refused (409 `request_id_reused`).
 //!
 //! A write without a client id still gets one: the first node it reaches
 //! assigns `auto-<node id>-<128 random bits in hex>` and passes it on in the

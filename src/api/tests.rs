@@ -349,20 +349,39 @@ async fn a_repeated_request_id_is_answered_with_the_original_log_index_and_appen
         "duplicate": true,
         "position": 0,
     });
-    // Again in the body, then in the header, then in both: with a different
-    // event each time, still the first event's answer.
+    // Again in the body, then in the header, then in both: the first
+    // event's answer each time.
     assert_eq!(
-        post_json(&app, "/events", with_id(join_event(2), "c1-17")).await,
+        post_json(&app, "/events", with_id(join_event(1), "c1-17")).await,
         (StatusCode::OK, duplicate_answer.clone())
     );
     assert_eq!(
-        post_with_headers(&app, join_event(3), &[("idempotency-key", b"c1-17")]).await,
+        post_with_headers(&app, join_event(1), &[("idempotency-key", b"c1-17")]).await,
         (StatusCode::OK, duplicate_answer.clone())
     );
     assert_eq!(
-        post_with_headers(&app, with_id(join_event(4), "c1-17"), &[("Idempotency-Key", b"c1-17")]).await,
+        post_with_headers(&app, with_id(join_event(1), "c1-17"), &[("Idempotency-Key", b"c1-17")]).await,
         (StatusCode::OK, duplicate_answer)
     );
+    // Another event under the same id is not a retry: 409, nothing appended.
+    for reuse in [
+        post_json(&app, "/events", with_id(join_event(2), "c1-17")).await,
+        post_with_headers(&app, join_event(3), &[("idempotency-key", b"c1-17")]).await,
+    ] {
+        assert_eq!(
+            reuse,
+            (
+                StatusCode::CONFLICT,
+                json!({
+                    "success": false,
+                    "error": "request_id_reused",
+                    "message": "request id \"c1-17\" was used for another event, committed recently; nothing was \
+                                appended (a retry must send the same event, a new write needs a new id)",
+                    "log_index": null,
+                })
+            )
+        );
+    }
     // A new id through the header alone is a new event.
     let (status, other) = post_with_headers(&app, join_event(5), &[("idempotency-key", b"c1-18")]).await;
     assert_eq!((status, other["duplicate"].as_bool()), (StatusCode::OK, Some(false)));

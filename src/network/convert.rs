@@ -29,6 +29,8 @@ pub enum ConvertError {
     UnknownEnumValue { field: &'static str, value: i32 },
     #[error("field `{field}` has {got} values where {expected} are expected")]
     Length { field: &'static str, expected: usize, got: usize },
+    #[error("field `{0}` is set: the entry was written by an earlier gameraft build, which this build does not read")]
+    EarlierBuild(&'static str),
 }
 
 impl From<ConvertError> for tonic::Status {
@@ -188,14 +190,23 @@ impl From<Command> for pb::Command {
             .into_iter()
             .map(|proposed| (proposed.request_id.unwrap_or_default(), proposed.event.into()))
             .unzip();
-        pb::Command { events, request_ids, request_id_window: command.request_id_window }
+        pb::Command {
+            events,
+            request_ids,
+            legacy_request_id_window: 0,
+            proposed_at_ms: command.proposed_at_ms,
+            request_id_window_ms: command.request_id_window_ms,
+        }
     }
 }
 
 impl TryFrom<pb::Command> for Command {
     type Error = ConvertError;
     fn try_from(command: pb::Command) -> Result<Self, ConvertError> {
-        // No ids at all: an entry from before request ids existed.
+        if command.legacy_request_id_window != 0 {
+            return Err(ConvertError::EarlierBuild("command.legacy_request_id_window"));
+        }
+        // No ids at all: an entry without request ids (tests, benchmarks).
         let mut request_ids = match command.request_ids.len() {
             0 => vec![String::new(); command.events.len()],
             n if n == command.events.len() => command.request_ids,
@@ -216,7 +227,11 @@ impl TryFrom<pb::Command> for Command {
                 Ok(ProposedEvent { request_id, event: CriticalEvent::try_from(event)? })
             })
             .collect::<Result<_, ConvertError>>()?;
-        Ok(Command { events, request_id_window: command.request_id_window })
+        Ok(Command {
+            events,
+            proposed_at_ms: command.proposed_at_ms,
+            request_id_window_ms: command.request_id_window_ms,
+        })
     }
 }
 

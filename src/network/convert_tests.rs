@@ -80,11 +80,11 @@ fn membership() -> impl Strategy<Value = Membership> {
 fn entry() -> impl Strategy<Value = Entry> {
     let payload = prop_oneof![
         Just(EntryPayload::Blank),
-        (vec((proptest::option::of("[a-z0-9-]{1,12}"), event()), 0..4), any::<u64>()).prop_map(
-            |(events, request_id_window)| {
+        (vec((proptest::option::of("[a-z0-9-]{1,12}"), event()), 0..4), any::<u64>(), any::<u64>()).prop_map(
+            |(events, proposed_at_ms, request_id_window_ms)| {
                 let events =
                     events.into_iter().map(|(request_id, event)| ProposedEvent { request_id, event }).collect();
-                EntryPayload::Normal(Command { events, request_id_window })
+                EntryPayload::Normal(Command { events, proposed_at_ms, request_id_window_ms })
             }
         ),
         membership().prop_map(EntryPayload::Membership),
@@ -208,12 +208,25 @@ fn missing_required_fields_are_errors_not_panics() {
     let no_kind = pb::Command { events: vec![pb::CriticalEvent { kind: None }], ..Default::default() };
     assert_eq!(Command::try_from(no_kind).unwrap_err(), ConvertError::Missing("critical_event.kind"));
     let leave = pb::CriticalEvent::from(CriticalEvent::PlayerLeave { player_id: 1, timestamp: 2 });
-    let short_ids =
-        pb::Command { events: vec![leave.clone(), leave], request_ids: vec!["a".into()], request_id_window: 5 };
+    let short_ids = pb::Command {
+        events: vec![leave.clone(), leave.clone()],
+        request_ids: vec!["a".into()],
+        request_id_window_ms: 5,
+        ..Default::default()
+    };
     assert_eq!(
         Command::try_from(short_ids).unwrap_err(),
         ConvertError::Length { field: "command.request_ids", expected: 2, got: 1 }
     );
+    // An entry of an earlier build (a window counted in events) is refused,
+    // not read as one without a duplicate check.
+    let earlier = pb::Command {
+        events: vec![leave],
+        request_ids: vec!["a".into()],
+        legacy_request_id_window: 100_000,
+        ..Default::default()
+    };
+    assert_eq!(Command::try_from(earlier).unwrap_err(), ConvertError::EarlierBuild("command.legacy_request_id_window"));
     let bad_kind = pb::VoteReply {
         result: Some(pb::vote_reply::Result::Failure(pb::RaftFailure { kind: 42, message: String::new() })),
     };

@@ -23,24 +23,24 @@
 //! snapshot builds a whole new generation beside the live one and switches
 //! `CURRENT` in one rename: a crash leaves the old state or the new.
 //!
-//! Each event is stored with its request id, and each entry's record with
-//! the request-id window it carried, so the ids of the last events (the
-//! state machine's duplicate check, `request_ids.rs`) can be rebuilt from
-//! the file alone: after a restart, or from a received snapshot.
+//! Each event is stored with its request id and its fingerprint, and each
+//! entry's record with its log time and the request-id window it carried,
+//! so the ids of the last window (the state machine's duplicate check,
+//! `request_ids.rs`) can be rebuilt from the file alone: after a restart,
+//! or from a received snapshot. Records of earlier builds, which had ids
+//! but no times, are refused with an error saying so.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::request_ids::{RequestIds, Seen};
+use super::request_ids::{fingerprint, Found, RequestIds, Seen};
 use super::CommittedEvent;
 use crate::event::CriticalEvent;
 use crate::storage::record::{self, ScanEnd};
 use crate::storage::{ByteFile, DataDirError};
-use crate::types::{
-    Command, CommandResult, EventOutcome, LogId, Membership, ProposedEvent, SnapshotMeta, StoredMembership,
-};
+use crate::types::{Command, CommandResult, EventOutcome, LogId, Membership, SnapshotMeta, StoredMembership};
 
 pub(super) const CURRENT_FILE: &str = "CURRENT";
 pub(super) const DAT_FILE: &str = "events.dat";
@@ -62,23 +62,49 @@ struct AppliedEntry {
 enum AppliedPayload {
     Blank,
     Membership(Membership),
-    /// Events without request ids: records written before ids existed.
-    Events(Vec<CriticalEvent>),
-    /// The events the entry appended (not its duplicates), each with its
-    /// request id, and the request-id window the entry carried.
-    Proposed {
-        events: Vec<ProposedEvent>,
-        request_id_window: u64,
+    /// Events of an earlier build, without ids: refused on read.
+    #[serde(skip_serializing)]
+    Events(serde::de::IgnoredAny),
+    /// Events of an earlier build, with ids but no log time: refused on read.
+    #[serde(skip_serializing)]
+    Proposed(serde::de::IgnoredAny),
+    /// The events the entry appended (not its duplicates or reused ids),
+    /// the entry's log time and the request-id window it carried.
+    Stamped {
+        at_ms: u64,
+        request_id_window_ms: u64,
+        events: Vec<StoredEvent>,
     },
 }
 
+/// One appended event as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredEvent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+    /// The event's fingerprint, stored with its id (short key: one per
+    /// event in the file and in every snapshot).
+    #[serde(rename = "fp", default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<u64>,
+    event: CriticalEvent,
+}
+
+/// The error for a record this build cannot read.
+fn earlier_format(offset: u64) -> io::Error {
+    invalid(format!(
+        "the record at offset {offset} of {DAT_FILE} was written by an earlier gameraft build (request ids without \
+         log times), which this build does not read; start this node on an empty data directory and let it catch \
+         up from its peers"
+    ))
+}
+
 impl AppliedPayload {
-    /// The stored events of this record, each with its request id.
-    fn into_events(self) -> Vec<(Option<String>, CriticalEvent)> {
+    /// The stored events of the record at `offset`, each with its request id.
+    fn into_events(self, offset: u64) -> io::Result<Vec<(Option<String>, CriticalEvent)>> {
         match self {
-            AppliedPayload::Blank | AppliedPayload::Membership(_) => Vec::new(),
-            AppliedPayload::Events(events) => events.into_iter().map(|event| (None, event)).collect(),
-            AppliedPayload::Proposed { events, .. } => events.into_iter().map(|p| (p.request_id, p.event)).collect(),
+            AppliedPayload::Blank | AppliedPayload::Membership(_) => Ok(Vec::new()),
+            AppliedPayload::Events(_) | AppliedPayload::Proposed(_) => Err(earlier_format(offset)),
+            AppliedPayload::Stamped { events, .. } => Ok(events.into_iter().map(|e| (e.request_id, e.event)).collect()),
         }
     }
 }
@@ -96,22 +122,26 @@ struct IdsOfEntry {
 enum IdsOfPayload {
     Blank,
     Membership(serde::de::IgnoredAny),
-    Events(Vec<serde::de::IgnoredAny>),
-    Proposed { events: Vec<IdOfEvent> },
+    Events(serde::de::IgnoredAny),
+    Proposed(serde::de::IgnoredAny),
+    Stamped { at_ms: u64, events: Vec<IdOfEvent> },
 }
 
 #[derive(Deserialize)]
 struct IdOfEvent {
     #[serde(default)]
     request_id: Option<String>,
+    #[serde(rename = "fp", default)]
+    fingerprint: Option<u64>,
 }
 
 impl IdsOfPayload {
-    fn into_events(self) -> Vec<IdOfEvent> {
+    /// The log time and events of the record at `offset`.
+    fn into_events(self, offset: u64) -> io::Result<(u64, Vec<IdOfEvent>)> {
         match self {
-            IdsOfPayload::Blank | IdsOfPayload::Membership(_) => Vec::new(),
-            IdsOfPayload::Events(events) => events.into_iter().map(|_| IdOfEvent { request_id: None }).collect(),
-            IdsOfPayload::Proposed { events } => events,
+            IdsOfPayload::Blank | IdsOfPayload::Membership(_) => Ok((0, Vec::new())),
+            IdsOfPayload::Events(_) | IdsOfPayload::Proposed(_) => Err(earlier_format(offset)),
+            IdsOfPayload::Stamped { at_ms, events } => Ok((at_ms, events)),
         }
     }
 }
@@ -137,11 +167,15 @@ pub struct AppliedState {
     pub event_count: u64,
     /// Length of `events.dat` holding exactly the records applied.
     pub dat_len: u64,
-    /// How many of the last events' request ids the state machine holds: the
-    /// window of the last entry that carried one (0 before any did). A
-    /// restarted node loads that many, so it needs no read at its next write.
+    /// The log time of the last entry with events: the largest time any
+    /// leader stamped so far (ms since the epoch).
     #[serde(default)]
-    pub request_id_window: u64,
+    pub log_time_ms: u64,
+    /// How far back from `log_time_ms` the state machine holds request ids:
+    /// the window of the last entry that carried one (0 before any did). A
+    /// restarted node loads those, so it needs no read at its next write.
+    #[serde(default)]
+    pub request_id_window_ms: u64,
 }
 
 /// The content of `snapshot.json`.
@@ -189,10 +223,10 @@ impl Generation {
     }
 
     /// Appends the records for `entries`, updating `state` and `ids` (the
-    /// ids of the last `state.request_id_window` events). An event whose
-    /// request id is among the last `W` events, `W` the window its entry
-    /// carries, is a duplicate and is not stored. Returns each entry's
-    /// per-event outcomes.
+    /// ids applied within `state.request_id_window_ms` of the log time). An
+    /// event whose request id was applied within the window its entry
+    /// carries is not stored: a duplicate if it is the same event, a reused
+    /// id otherwise. Returns each entry's per-event outcomes.
     pub fn append(
         &self,
         state: &mut AppliedState,
@@ -211,54 +245,68 @@ impl Generation {
                     AppliedPayload::Membership(membership)
                 }
                 AppliedPayloadIn::Events(command) => {
-                    let window = command.request_id_window;
-                    if window > ids.covered() {
+                    // Time never goes back along the log, whatever the clock
+                    // of the leader that proposed this entry.
+                    let at_ms = state.log_time_ms.max(command.proposed_at_ms);
+                    state.log_time_ms = at_ms;
+                    let window = command.request_id_window_ms;
+                    if let Some((from, to)) = ids.older_to_read(at_ms, window).filter(|_| window > 0) {
                         // The window grew: the older events' ids come from the
                         // store, which must first hold everything before them.
-                        let older = match ids.older_to_read(state.event_count, window) {
-                            Some((from, to)) => {
-                                pending.write(self, state)?;
-                                self.read_request_ids(from, to, state.event_count)?
-                            }
-                            None => Vec::new(),
-                        };
-                        ids.extend_older(older, window);
+                        pending.write(self, state)?;
+                        let older = self.read_request_ids_between(from, to, state.event_count)?;
+                        ids.extend_older(older, from);
                     }
-                    let record_offset = state.dat_len + pending.dat.len() as u64;
                     let log_index = applied.log_id.index;
                     let mut stored = Vec::with_capacity(command.events.len());
                     for proposed in command.events {
-                        let original = match &proposed.request_id {
-                            Some(id) if window > 0 => ids.find(id, state.event_count, window),
+                        let fingerprint = proposed.request_id.as_ref().map(|_| fingerprint(&proposed.event));
+                        let found = match (&proposed.request_id, fingerprint) {
+                            (Some(id), Some(fingerprint)) if window > 0 => ids.find(id, fingerprint, at_ms, window),
                             _ => None,
                         };
-                        if let Some(original) = original {
-                            outcomes.push(EventOutcome::Duplicate {
-                                position: original.position,
-                                log_index: original.log_index,
-                            });
-                            continue;
+                        match found {
+                            Some(Found::Same(original)) => {
+                                outcomes.push(EventOutcome::Duplicate {
+                                    position: original.position,
+                                    log_index: original.log_index,
+                                });
+                                continue;
+                            }
+                            Some(Found::Other(holder)) => {
+                                outcomes.push(EventOutcome::Reused {
+                                    position: holder.position,
+                                    log_index: holder.log_index,
+                                });
+                                continue;
+                            }
+                            None => {}
                         }
                         let position = state.event_count;
-                        if let Some(id) = &proposed.request_id {
-                            ids.insert(id, Seen { position, log_index });
+                        if let (Some(id), Some(fingerprint)) = (&proposed.request_id, fingerprint) {
+                            ids.insert(id, Seen { position, log_index, at_ms, fingerprint });
                         }
-                        pending.idx.extend_from_slice(&record_offset.to_le_bytes());
+                        pending.idx.extend_from_slice(&(state.dat_len + pending.dat.len() as u64).to_le_bytes());
                         state.event_count += 1;
                         outcomes.push(EventOutcome::Appended { position, log_index });
-                        stored.push(proposed);
+                        stored.push(StoredEvent {
+                            request_id: proposed.request_id,
+                            fingerprint,
+                            event: proposed.event,
+                        });
                     }
-                    // Entries from before request ids (window 0) check
+                    // Entries without a window (tests, benchmarks) check
                     // nothing and leave the window as it was.
                     if window > 0 {
-                        state.request_id_window = window;
+                        state.request_id_window_ms = window;
                     }
-                    ids.retain_last(state.event_count, state.request_id_window);
-                    AppliedPayload::Proposed { events: stored, request_id_window: window }
+                    ids.expire(at_ms, state.request_id_window_ms);
+                    AppliedPayload::Stamped { at_ms, request_id_window_ms: window, events: stored }
                 }
             };
             let entry = AppliedEntry { log_id: applied.log_id, first_position, payload };
-            record::encode(&mut pending.dat, &serde_json::to_vec(&entry).map_err(io::Error::other)?);
+            let bytes = serde_json::to_vec(&entry).map_err(io::Error::other)?;
+            record::encode(&mut pending.dat, &bytes).map_err(io::Error::other)?;
             state.last_applied = Some(applied.log_id);
             results.push(CommandResult { events: outcomes });
         }
@@ -274,16 +322,15 @@ impl Generation {
         if from >= end {
             return Ok(Vec::new());
         }
-        let mut offset_bytes = [0u8; 8];
-        self.idx.read_exact_at(&mut offset_bytes, from * 8)?;
-        let mut offset = u64::from_le_bytes(offset_bytes);
+        let mut offset = self.record_offset(from)?;
         let mut out = Vec::with_capacity(usize::try_from(end - from).unwrap_or(0));
         while (from + out.len() as u64) < end {
             let payload = record::read_at(&self.dat, offset)?;
-            offset += record::HEADER_LEN + payload.len() as u64;
             let entry: AppliedEntry = serde_json::from_slice(&payload).map_err(invalid)?;
             let log_index = entry.log_id.index;
-            for (position, (request_id, event)) in (entry.first_position..).zip(entry.payload.into_events()) {
+            let events = entry.payload.into_events(offset)?;
+            offset += record::HEADER_LEN + payload.len() as u64;
+            for (position, (request_id, event)) in (entry.first_position..).zip(events) {
                 if position >= from && position < end {
                     out.push(CommittedEvent { position, log_index, request_id, event });
                 }
@@ -299,9 +346,7 @@ impl Generation {
         if from >= to.min(count) {
             return Ok(Vec::new());
         }
-        let mut offset_bytes = [0u8; 8];
-        self.idx.read_exact_at(&mut offset_bytes, from * 8)?;
-        let start = u64::from_le_bytes(offset_bytes);
+        let start = self.record_offset(from)?;
         let mut ids = Vec::new();
         let mut next = from;
         let scanned = record::scan(self.dat.reader_at(start), start, |offset, payload| {
@@ -309,8 +354,8 @@ impl Generation {
             if entry.first_position >= to {
                 return Err(ScanStop::Done);
             }
-            let positions = entry.first_position..;
-            for (position, event) in positions.zip(entry.payload.into_events()) {
+            let (at_ms, events) = entry.payload.into_events(offset)?;
+            for (position, event) in (entry.first_position..).zip(events) {
                 if position < from || position >= to {
                     continue;
                 }
@@ -318,8 +363,8 @@ impl Generation {
                     return Err(invalid(format!("record at offset {offset} holds event {position}, not {next}")).into());
                 }
                 next = position + 1;
-                if let Some(id) = event.request_id {
-                    ids.push((id, Seen { position, log_index: entry.log_id.index }));
+                if let (Some(id), Some(fingerprint)) = (event.request_id, event.fingerprint) {
+                    ids.push((id, Seen { position, log_index: entry.log_id.index, at_ms, fingerprint }));
                 }
             }
             Ok(())
@@ -334,14 +379,51 @@ impl Generation {
         Ok(ids)
     }
 
-    /// The request-id index for a store at `state`: the ids of its last
-    /// `state.request_id_window` events.
+    /// The request ids of the events applied at log times `[from_ms,
+    /// to_ms)`, oldest first.
+    fn read_request_ids_between(&self, from_ms: u64, to_ms: u64, count: u64) -> io::Result<Vec<(String, Seen)>> {
+        let from = self.first_position_at(from_ms, count)?;
+        let to = self.first_position_at(to_ms, count)?;
+        self.read_request_ids(from, to, count)
+    }
+
+    /// The first of `count` event positions applied at log time `at_ms` or
+    /// later (`count` if none): a binary search, as log times never fall
+    /// along positions, reading one record per step.
+    fn first_position_at(&self, at_ms: u64, count: u64) -> io::Result<u64> {
+        let (mut low, mut high) = (0, count);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let offset = self.record_offset(middle)?;
+            let entry: IdsOfEntry = serde_json::from_slice(&record::read_at(&self.dat, offset)?).map_err(invalid)?;
+            let (time, _) = entry.payload.into_events(offset)?;
+            if time < at_ms {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        Ok(low)
+    }
+
+    /// Where the record holding event `position` starts.
+    fn record_offset(&self, position: u64) -> io::Result<u64> {
+        let mut offset_bytes = [0u8; 8];
+        self.idx.read_exact_at(&mut offset_bytes, position * 8)?;
+        Ok(u64::from_le_bytes(offset_bytes))
+    }
+
+    /// The request-id index for a store at `state`: the ids applied within
+    /// `state.request_id_window_ms` of its log time.
     pub fn load_request_ids(&self, state: &AppliedState) -> io::Result<RequestIds> {
-        let mut ids = RequestIds::default();
-        let from = state.event_count.saturating_sub(state.request_id_window);
-        let older = self.read_request_ids(from, state.event_count, state.event_count)?;
-        ids.extend_older(older, state.request_id_window);
-        Ok(ids)
+        let from_ms = state.log_time_ms.saturating_sub(state.request_id_window_ms);
+        if state.request_id_window_ms == 0 {
+            // No entry carried a window yet: none of the ids is needed now,
+            // and the first entry with a window reads what it needs.
+            return Ok(RequestIds::nothing_held());
+        }
+        let read = self.read_request_ids_between(from_ms, u64::MAX, state.event_count)?;
+        Ok(RequestIds::loaded(read, from_ms))
     }
 
     /// Replays records from `state.dat_len` to the end (or the first bad
@@ -364,19 +446,21 @@ impl Generation {
                 AppliedPayload::Membership(membership) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), membership);
                 }
-                AppliedPayload::Events(events) => {
+                AppliedPayload::Events(_) | AppliedPayload::Proposed(_) => return Err(earlier_format(offset)),
+                AppliedPayload::Stamped { at_ms, request_id_window_ms, events } => {
+                    if at_ms < state.log_time_ms {
+                        return Err(invalid(format!(
+                            "record at offset {offset} goes back in time ({at_ms} ms after {} ms)",
+                            state.log_time_ms
+                        )));
+                    }
                     for _ in &events {
                         idx.extend_from_slice(&offset.to_le_bytes());
                     }
                     state.event_count += events.len() as u64;
-                }
-                AppliedPayload::Proposed { events, request_id_window } => {
-                    for _ in &events {
-                        idx.extend_from_slice(&offset.to_le_bytes());
-                    }
-                    state.event_count += events.len() as u64;
-                    if request_id_window > 0 {
-                        state.request_id_window = request_id_window;
+                    state.log_time_ms = at_ms;
+                    if request_id_window_ms > 0 {
+                        state.request_id_window_ms = request_id_window_ms;
                     }
                 }
             }

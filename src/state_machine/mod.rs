@@ -18,10 +18,11 @@
 //! it moves at open, when a snapshot is built, and when a received one is
 //! installed, never on apply.
 //!
-//! Exactly-once appends: an event whose request id was carried by one of the
-//! last `W` events (`W` stamped into the entry by the leader) is not appended
-//! again; its outcome names the original ([`EventOutcome::Duplicate`]). The
-//! ids of the last `W` events are held in memory ([`request_ids`]) and
+//! Exactly-once appends: an event whose request id was applied within the
+//! last `W` of log time (the time and `W` stamped into the entry by the
+//! leader) is not appended again; its outcome names the original
+//! ([`EventOutcome::Duplicate`]), or the id's holder if the event differs
+//! (`Reused`). The window's ids are held in memory ([`request_ids`]) and
 //! rebuilt from the event file, where each event is stored with its id.
 //!
 //! [`EventOutcome::Duplicate`]: crate::types::EventOutcome::Duplicate
@@ -106,7 +107,7 @@ pub struct GameStateMachine {
     live: Arc<RwLock<Live>>,
     /// `None` for an in-memory store.
     dir: Option<Arc<tokio::sync::Mutex<StateDir>>>,
-    /// The ids of the last `live.state.request_id_window` events. Only
+    /// The ids applied within `live.state.request_id_window_ms`. Only
     /// OpenRaft's state machine task uses it (apply and install), so it
     /// needs no lock.
     request_ids: RequestIds,
@@ -160,7 +161,7 @@ impl GameStateMachine {
         tracing::info!(
             events = recovered.state.event_count,
             request_ids = recovered.request_ids.len(),
-            window = recovered.state.request_id_window,
+            window_ms = recovered.state.request_id_window_ms,
             "opened the event store"
         );
         // `StateDir::open` synced what it recovered: all of it is durable.

@@ -373,7 +373,9 @@ impl RaftLogStorage<TypeConfig> for FileLogStore {
         let mut positions = Vec::new();
         for entry in entries {
             positions.push(EntryPos { log_id: entry.log_id, segment, offset: base + buf.len() as u64 });
-            record::encode(&mut buf, &pb::Entry::from(entry).encode_to_vec());
+            if let Err(err) = record::encode(&mut buf, &pb::Entry::from(entry).encode_to_vec()) {
+                return Err(files.fail(ErrorSubject::Logs, ErrorVerb::Write, io::Error::other(err)));
+            }
         }
         let written = tokio::task::spawn_blocking(move || {
             file.append(&buf)?;

@@ -18,16 +18,29 @@ use std::io::{self, Read};
 /// Bytes before each payload.
 pub const HEADER_LEN: u64 = 8;
 
-/// Longest payload accepted. Far above any entry the API lets in (bodies are
-/// bounded), so a longer length field means a damaged header.
+/// Longest payload accepted, written or read. Far above any entry the API
+/// lets in (`config.rs` checks the body and batch limits against it at
+/// start), so a longer length field on read means a damaged header.
 pub const MAX_PAYLOAD_LEN: u32 = 64 * 1024 * 1024;
 
-/// Appends one record holding `payload` to `out`.
-pub fn encode(out: &mut Vec<u8>, payload: &[u8]) {
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+/// A payload [`encode`] refused: written, it could never be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a record of {len} bytes exceeds the {MAX_PAYLOAD_LEN}-byte record limit")]
+pub struct RecordTooLarge {
+    pub len: usize,
+}
+
+/// Appends one record holding `payload` to `out`; refuses a payload longer
+/// than [`MAX_PAYLOAD_LEN`] (then `out` is unchanged).
+pub fn encode(out: &mut Vec<u8>, payload: &[u8]) -> Result<(), RecordTooLarge> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|len| *len <= MAX_PAYLOAD_LEN)
+        .ok_or(RecordTooLarge { len: payload.len() })?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     out.extend_from_slice(payload);
+    Ok(())
 }
 
 /// Why a scan stopped before the end of the bytes it was given.
@@ -172,7 +185,7 @@ mod tests {
         let mut bytes = Vec::new();
         let mut ends = Vec::new();
         for p in &records {
-            encode(&mut bytes, p);
+            encode(&mut bytes, p).expect("a small record");
             ends.push(bytes.len() as u64);
         }
         for cut in 0..=bytes.len() {
@@ -187,9 +200,9 @@ mod tests {
     #[test]
     fn flipped_bits_and_zero_fill_stop_the_scan() {
         let mut bytes = Vec::new();
-        encode(&mut bytes, b"first");
+        encode(&mut bytes, b"first").expect("a small record");
         let second = bytes.len();
-        encode(&mut bytes, b"second");
+        encode(&mut bytes, b"second").expect("a small record");
         let mut flipped = bytes.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 0x01;
@@ -203,11 +216,11 @@ mod tests {
     #[test]
     fn a_valid_record_is_found_after_damage_but_not_in_torn_or_zeroed_tails() {
         let mut bytes = Vec::new();
-        encode(&mut bytes, b"first");
+        encode(&mut bytes, b"first").expect("encode");
         let second = bytes.len();
-        encode(&mut bytes, b"second");
+        encode(&mut bytes, b"second").expect("encode");
         let third = bytes.len();
-        encode(&mut bytes, b"third");
+        encode(&mut bytes, b"third").expect("encode");
         let accept_all = |_: &[u8]| true;
 
         // A flipped payload byte, or a damaged length field: the third record
@@ -227,5 +240,18 @@ mod tests {
         let mut zeroed = bytes[..third].to_vec();
         zeroed.extend_from_slice(&[0; 64]);
         assert_eq!(find_valid_record(&zeroed, third, accept_all), None);
+    }
+
+    #[test]
+    fn a_payload_over_the_limit_is_refused_and_one_at_the_limit_reads_back() {
+        let limit = MAX_PAYLOAD_LEN as usize;
+        let mut out = b"before".to_vec();
+        assert_eq!(encode(&mut out, &vec![7; limit + 1]), Err(RecordTooLarge { len: limit + 1 }));
+        assert_eq!(out, b"before", "nothing written");
+
+        let mut bytes = Vec::new();
+        encode(&mut bytes, &vec![7; limit]).expect("a record at the limit");
+        let (seen, end) = scan_all(&bytes);
+        assert_eq!((seen.len(), seen[0].len(), end.bad), (1, limit, None), "what is written reads back");
     }
 }

@@ -86,13 +86,13 @@ async fn one_id_sent_to_a_follower_and_the_leader_is_one_event() {
     let leader = cluster.leader().await;
     let follower = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
 
-    eprintln!("--- the same id through a follower, then the leader (with another event)");
+    eprintln!("--- the same id and event through a follower, then the leader");
     let first = post_with_id(cluster.client(follower), &event(1), "same-1").await.expect("post");
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(first.body["duplicate"], false);
     let index = first.body["log_index"].as_u64().expect("log_index");
     let position = first.body["position"].as_u64().expect("position");
-    let again = post_with_id(cluster.client(leader), &event(2), "same-1").await.expect("post");
+    let again = post_with_id(cluster.client(leader), &event(1), "same-1").await.expect("post");
     assert_eq!(
         again.body,
         serde_json::json!({
@@ -104,13 +104,13 @@ async fn one_id_sent_to_a_follower_and_the_leader_is_one_event() {
         })
     );
 
-    eprintln!("--- one id sent to every node at once: one of them appends it");
+    eprintln!("--- one write sent to every node at once: one of them appends it");
     let racers: Vec<_> = cluster
         .ids()
         .into_iter()
         .map(|id| {
             let client = cluster.client(id).clone();
-            tokio::spawn(async move { post_with_id(&client, &event(10 + id), "race-1").await.expect("post") })
+            tokio::spawn(async move { post_with_id(&client, &event(10), "race-1").await.expect("post") })
         })
         .collect();
     let mut answers = Vec::new();
@@ -231,27 +231,19 @@ fn check_each_id_once_where_acknowledged(log: &[LogEntry], written: &[(String, A
     assert!(log.windows(2).all(|w| w[0].log_index <= w[1].log_index), "log indexes never fall along positions");
 }
 
-/// Window 200, a snapshot every 100 entries: the window's ids are still
-/// known after every node is SIGKILLed and restarted, by a follower that
-/// was down while the others purged their logs (it installs a snapshot over
-/// its old state), and by a node that joins afterwards. Every node applies
-/// every repeat, so a node that missed an id would log the event again and
-/// its log would differ from the others'.
+/// A snapshot every 100 entries, the default 120 s window: the ids are
+/// still known after every node is SIGKILLed and restarted, by a follower
+/// that was down while the others purged their logs (it installs a snapshot
+/// over its old state), and by a node that joins afterwards. Every node
+/// applies every repeat, so a node that missed an id would log the event
+/// again and its log would differ from the others'.
 #[tokio::test(flavor = "multi_thread")]
 async fn ids_survive_a_restart_of_every_node_and_reach_nodes_caught_up_by_snapshot() {
-    const WINDOW: u64 = 200;
     const WRITES: u64 = 300;
     let mut cluster = TestCluster::start_with(
         "exactly-once-restart-snapshot",
         3,
-        &[
-            "--snapshot-after-logs",
-            "100",
-            "--logs-kept-after-snapshot",
-            "10",
-            "--request-id-window",
-            &WINDOW.to_string(),
-        ],
+        &["--snapshot-after-logs", "100", "--logs-kept-after-snapshot", "10"],
     )
     .await;
     let live = live_clients(&cluster);
@@ -280,17 +272,10 @@ async fn ids_survive_a_restart_of_every_node_and_reach_nodes_caught_up_by_snapsh
     }
     cluster.wait_for_voters(3).await;
     let live = live_clients(&cluster);
-    // 300 events, window 200: positions 100..300 are in it.
-    let repeat = |n: u64| {
-        let live = live.clone();
-        async move { write_until_acked(&live, &format!("c-{n}"), &event(1_000 + n)).await }
-    };
-    let again = repeat(250).await;
-    assert!(again.duplicate && again.log_index == told[&250], "c-250 after the restart: {again:?}");
-    let again = repeat(100).await;
-    assert!(again.duplicate && again.log_index == told[&100], "c-100, the window's oldest: {again:?}");
-    let outside = repeat(99).await;
-    assert!(!outside.duplicate, "c-99 left the window: appended again, {outside:?}");
+    for n in [299, 250, 100, 0] {
+        let again = write_until_acked(&live, &format!("c-{n}"), &event(n)).await;
+        assert!(again.duplicate && again.log_index == told[&n], "c-{n} after the restart: {again:?}");
+    }
 
     eprintln!("--- a fourth node joins after the others purged their logs: it gets a snapshot");
     let leader = cluster.leader().await;
@@ -300,26 +285,120 @@ async fn ids_survive_a_restart_of_every_node_and_reach_nodes_caught_up_by_snapsh
     let mut live4 = BTreeMap::new();
     live4.insert(4, cluster.client(4).clone());
     let via_new_node = RwLock::new(live4);
-    // 301 events now: positions 101..301 are in the window.
-    let again = write_until_acked(&via_new_node, "c-150", &event(2_150)).await;
-    assert!(again.duplicate && again.log_index == told[&150], "c-150 through the new node: {again:?}");
-    let again = write_until_acked(&via_new_node, "c-101", &event(2_101)).await;
-    assert!(again.duplicate && again.log_index == told[&101], "c-101, the window's oldest: {again:?}");
-    let outside = write_until_acked(&via_new_node, "c-100", &event(2_100)).await;
-    assert!(!outside.duplicate, "c-100 left the window: {outside:?}");
+    for n in [150, 1] {
+        let again = write_until_acked(&via_new_node, &format!("c-{n}"), &event(n)).await;
+        assert!(again.duplicate && again.log_index == told[&n], "c-{n} through the new node: {again:?}");
+    }
 
     write_until_acked(&live_clients(&cluster), "barrier", &event(9_999)).await;
     let log = cluster.converged_log_through("barrier", Duration::from_secs(60)).await;
     let ids = by_request_id(&log);
     for n in 0..WRITES {
-        let expected = if n == 99 || n == 100 { 2 } else { 1 };
-        let found = &ids[format!("c-{n}").as_str()];
-        assert_eq!(found.len(), expected, "c-{n}: {found:?}");
-        assert_eq!(found[0], (n, told[&n]), "c-{n} is where its first answer said");
+        assert_eq!(ids[format!("c-{n}").as_str()], vec![(n, told[&n])], "c-{n} is once where its answer said");
     }
-    assert_eq!(log.len() as u64, WRITES + 3, "300 ids, c-99 and c-100 again, the barrier");
+    assert_eq!(log.len() as u64, WRITES + 1, "300 ids and the barrier");
     let lagging_log = cluster.log_since(lagging.id, lagging_log_offset);
     assert!(lagging_log.contains("installed snapshot"), "node {} caught up without a snapshot", lagging.id);
     let node4_log = cluster.log_since(4, 0);
     assert!(node4_log.contains("installed snapshot"), "node 4 caught up without a snapshot:\n{node4_log}");
+}
+
+/// The window is time, stamped by the leader into the log: an id sent again
+/// is a duplicate until the window (20 s, the shortest these timers allow)
+/// has passed since its first entry, however many writes come between, and
+/// then it is a new write on every node alike, including one restarted on
+/// its data in between (it rebuilt its ids, and their times, from its file).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_leaves_the_window_by_stamped_time_alike_on_every_node_and_across_a_restart() {
+    const WINDOW: Duration = Duration::from_secs(20);
+    let mut cluster = TestCluster::start_with(
+        "exactly-once-window-time",
+        3,
+        &[
+            "--request-id-window-secs",
+            "20",
+            "--leader-wait-ms",
+            "500",
+            "--write-timeout-ms",
+            "1000",
+            "--snapshot-after-logs",
+            "20",
+        ],
+    )
+    .await;
+    let live = live_clients(&cluster);
+    let sent = Instant::now();
+    let first = write_until_acked(&live, "old", &event(1)).await;
+    assert!(!first.duplicate);
+    for n in 0..50 {
+        write_until_acked(&live, &format!("filler-{n}"), &event(100 + n)).await;
+    }
+
+    let leader = cluster.leader().await;
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    eprintln!("--- SIGKILL follower {follower} and restart it on its data");
+    let killed = cluster.kill(follower).await;
+    cluster.restart(&killed).await;
+    cluster.wait_for_voters(3).await;
+    let live = live_clients(&cluster);
+
+    eprintln!("--- send \"old\" again every 500 ms until it is a new write");
+    let mut repeats = 0;
+    let appended_again = loop {
+        let again = write_until_acked(&live, "old", &event(1)).await;
+        if !again.duplicate {
+            break again;
+        }
+        assert_eq!(again.log_index, first.log_index, "a duplicate names the first entry");
+        assert!(sent.elapsed() < WINDOW + Duration::from_secs(30), "\"old\" never left the window");
+        repeats += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let elapsed = sent.elapsed();
+    eprintln!("{repeats} duplicates, then a new write after {elapsed:?}");
+    assert!(elapsed >= WINDOW, "\"old\" left the window after {elapsed:?}, before {WINDOW:?}");
+    assert!(repeats > 0, "no repeat was inside the window: the test proved nothing");
+
+    write_until_acked(&live, "barrier", &event(9_999)).await;
+    let log = cluster.converged_log_through("barrier", Duration::from_secs(30)).await;
+    let ids = by_request_id(&log);
+    assert_eq!(
+        ids["old"],
+        vec![(0, first.log_index), (51, appended_again.log_index)],
+        "\"old\" twice, where its answers said, on every node"
+    );
+    assert_eq!(log.len(), 53, "old, 50 fillers, old again, the barrier");
+}
+
+/// A request id sent again with another event is not a retry: it is
+/// refused with 409 `request_id_reused`, through the leader and through a
+/// follower, and the second event is in no node's log.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_reused_with_another_event_is_refused_and_never_logged() {
+    let cluster = TestCluster::start("exactly-once-reused-id", 3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+
+    eprintln!("--- event A under id X, then event B under id X, to the leader and to a follower");
+    let first = post_with_id(cluster.client(leader), &event(1), "reused-x").await.expect("post");
+    assert_eq!(first.status, 200, "{}", first.body);
+    for node in [leader, follower] {
+        let reused = post_with_id(cluster.client(node), &event(2), "reused-x").await.expect("post");
+        assert_eq!(reused.status, 409, "node {node}: {}", reused.body);
+        assert_eq!(reused.body["success"], false, "{}", reused.body);
+        assert_eq!(reused.body["error"], "request_id_reused", "{}", reused.body);
+        assert_eq!(reused.body["log_index"], serde_json::Value::Null, "{}", reused.body);
+        let message = reused.body["message"].as_str().expect("a message");
+        assert!(message.contains("reused-x"), "the message names the id: {message}");
+    }
+    eprintln!("--- the same event under X is still its duplicate");
+    let again = post_with_id(cluster.client(follower), &event(1), "reused-x").await.expect("post");
+    assert_eq!((again.status, &again.body["duplicate"]), (200, &serde_json::json!(true)), "{}", again.body);
+
+    let barrier = post_with_id(cluster.client(leader), &event(99), "barrier").await.expect("post");
+    assert_eq!(barrier.status, 200, "{}", barrier.body);
+    let log = cluster.converged_log_through("barrier", Duration::from_secs(30)).await;
+    let events: Vec<(&str, GameEvent)> =
+        log.iter().map(|e| (e.request_id.as_deref().unwrap_or(""), e.event.clone())).collect();
+    assert_eq!(events, vec![("reused-x", event(1)), ("barrier", event(99))], "every node's log");
 }

@@ -70,7 +70,7 @@ async fn concurrent_writers_get_distinct_dense_positions_and_their_entrys_log_in
 }
 
 #[tokio::test]
-async fn one_batch_gives_each_event_its_own_position_and_answers_copies_as_duplicates() {
+async fn one_batch_gives_each_event_its_own_position_and_answers_copies_as_duplicates_and_reuses_as_such() {
     let (node, _app, _data) = single_node().await;
     let before = node.state.events.len();
     let writes = &node.state.writes;
@@ -79,7 +79,7 @@ async fn one_batch_gives_each_event_its_own_position_and_answers_copies_as_dupli
     let outcomes = futures::future::join_all([
         writes.write(proposed("a", 1)),
         writes.write(proposed("b", 2)),
-        writes.write(proposed("a", 3)),
+        writes.write(proposed("a", 1)),
         writes.write(proposed("c", 4)),
         writes.write(proposed("b", 5)),
     ])
@@ -93,7 +93,7 @@ async fn one_batch_gives_each_event_its_own_position_and_answers_copies_as_dupli
             EventOutcome::Appended { position: before + 1, log_index: index },
             EventOutcome::Duplicate { position: before, log_index: index },
             EventOutcome::Appended { position: before + 2, log_index: index },
-            EventOutcome::Duplicate { position: before + 1, log_index: index },
+            EventOutcome::Reused { position: before + 1, log_index: index },
         ]
     );
     assert_eq!(node.state.events.len(), before + 3);
@@ -103,7 +103,7 @@ async fn one_batch_gives_each_event_its_own_position_and_answers_copies_as_dupli
 
     // A later copy, alone in its batch, names the original too.
     assert_eq!(
-        writes.write(proposed("c", 6)).await,
+        writes.write(proposed("c", 4)).await,
         Ok(EventOutcome::Duplicate { position: before + 2, log_index: index })
     );
     node.shutdown().await;
@@ -112,7 +112,7 @@ async fn one_batch_gives_each_event_its_own_position_and_answers_copies_as_dupli
 #[tokio::test]
 async fn copies_of_a_client_id_in_one_burst_are_answered_once_as_new_and_the_rest_as_duplicates() {
     let (node, app, _data) = single_node().await;
-    let mut bodies: Vec<Value> = (0..8).map(|i| with_id(join_event(i), "same")).collect();
+    let mut bodies: Vec<Value> = (0..8).map(|_| with_id(join_event(0), "same")).collect();
     bodies.extend((0..8).map(|i| with_id(join_event(100 + i), &format!("other-{i}"))));
     let answers = futures::future::join_all(bodies.into_iter().map(|body| post_json(&app, "/events", body))).await;
     let same: Vec<&Value> = answers
@@ -147,7 +147,13 @@ async fn copies_of_a_client_id_in_one_burst_are_answered_once_as_new_and_the_res
 async fn batches_are_cut_at_the_event_and_byte_bounds() {
     use crate::api::{BatchLimits, WriteBatcher};
     let (node, _app, _data) = single_node().await;
-    let limits = BatchLimits { max_events: 2, max_bytes: 1 << 20, in_flight: 1, request_id_window: 100 };
+    let limits = BatchLimits {
+        max_events: 2,
+        max_bytes: 1 << 20,
+        entry_limit: 4 << 20,
+        in_flight: 1,
+        request_id_window_ms: 100_000,
+    };
     let by_count = WriteBatcher::spawn(node.state.raft.clone(), limits);
     let outcomes = futures::future::join_all((0..5).map(|i| by_count.write(proposed(&format!("n-{i}"), i)))).await;
     let indexes: Vec<u64> = outcomes.into_iter().map(|o| o.expect("committed").log_index()).collect();
@@ -159,5 +165,56 @@ async fn batches_are_cut_at_the_event_and_byte_bounds() {
     let outcomes = futures::future::join_all((0..3).map(|i| by_bytes.write(proposed(&format!("b-{i}"), i)))).await;
     let indexes: BTreeSet<u64> = outcomes.into_iter().map(|o| o.expect("committed").log_index()).collect();
     assert_eq!(indexes.len(), 3, "one entry per event: {indexes:?}");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_entry_exceeds_the_entry_limit_and_an_event_too_large_alone_is_refused() {
+    use prost::Message;
+
+    use crate::api::{BatchLimits, WriteBatcher, WriteError};
+    use crate::network::pb;
+    use crate::types::{Command, Entry, ENTRY_OVERHEAD_BYTES};
+
+    let (node, _app, _data) = single_node().await;
+    // The byte bound is generous; the entry limit (what a peer accepts) is
+    // what must cut these batches.
+    const LIMIT: usize = 2048;
+    let limits = BatchLimits {
+        max_events: 256,
+        max_bytes: 1 << 20,
+        entry_limit: LIMIT,
+        in_flight: 1,
+        request_id_window_ms: 100_000,
+    };
+    let writes = WriteBatcher::spawn(node.state.raft.clone(), limits);
+    let sent: Vec<ProposedEvent> = (0..40).map(|i| proposed(&format!("limit-{i}"), i)).collect();
+    let outcomes = futures::future::join_all(sent.iter().map(|event| writes.write(event.clone()))).await;
+    let mut entries: std::collections::BTreeMap<u64, Vec<ProposedEvent>> = Default::default();
+    for (event, outcome) in sent.iter().zip(outcomes) {
+        entries.entry(outcome.expect("committed").log_index()).or_default().push(event.clone());
+    }
+    assert!(entries.len() > 1, "40 events of about 150 bytes do not fit 2 KiB: {:?}", entries.keys());
+    for (index, events) in entries {
+        let counted: usize = events.iter().map(crate::api::batcher::event_bytes).sum::<usize>() + ENTRY_OVERHEAD_BYTES;
+        assert!(counted <= LIMIT, "entry {index} counts {counted} bytes");
+        let command = Command { events, proposed_at_ms: u64::MAX, request_id_window_ms: u64::MAX };
+        let entry = Entry {
+            log_id: crate::types::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(command),
+        };
+        let size = pb::Entry::from(entry).encoded_len();
+        assert!(size <= LIMIT, "entry {index} encodes to {size} bytes");
+    }
+
+    let huge = ProposedEvent {
+        request_id: Some("huge".into()),
+        event: CriticalEvent::GameStateChange { state: "x".repeat(LIMIT), timestamp: 1 },
+    };
+    let refused = writes.write(huge).await;
+    assert!(
+        matches!(refused, Err(WriteError::TooLarge { limit, .. }) if limit == LIMIT - ENTRY_OVERHEAD_BYTES),
+        "{refused:?}"
+    );
     node.shutdown().await;
 }
