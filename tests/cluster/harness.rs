@@ -147,6 +147,19 @@ impl TestCluster {
         self
     }
 
+    /// The last purged log index in node `id`'s data directory (0 if none).
+    pub fn purged_index(&self, id: u64) -> u64 {
+        let path = self.data_dir_of(id).join("raft-log").join("purged.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let purged: serde_json::Value = serde_json::from_slice(&bytes).expect("purged.json is JSON");
+                purged["index"].as_u64().unwrap_or_else(|| panic!("no index in {purged}"))
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(err) => panic!("cannot read {}: {err}", path.display()),
+        }
+    }
+
     /// Where node `id` keeps its data (unless the cluster runs `--in-memory`).
     pub fn data_dir_of(&self, id: u64) -> PathBuf {
         self.data_dir.join(format!("node-{id}"))

@@ -353,19 +353,6 @@ async fn all_three_sigkilled_at_once_mid_load_lose_no_acknowledged_event_5_times
     crash_and_restart_under_load("durable-all-kill", Victims::AllThree).await;
 }
 
-/// The last purged log index in node `id`'s data directory (0 if none).
-fn purged_index(cluster: &TestCluster, id: u64) -> u64 {
-    let path = cluster.data_dir_of(id).join("raft-log").join("purged.json");
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let purged: serde_json::Value = serde_json::from_slice(&bytes).expect("purged.json is JSON");
-            purged["index"].as_u64().unwrap_or_else(|| panic!("no index in {purged}"))
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(err) => panic!("cannot read {}: {err}", path.display()),
-    }
-}
-
 /// Posts `count` events tagged `first_tag..`, from `writers` concurrent
 /// tasks each picking a random node of `clients` per write; every write
 /// must be acknowledged. Returns (tag, log_index) of each.
@@ -445,7 +432,7 @@ async fn snapshot_catch_up(test: &str) {
     // The survivors no longer hold the log entries the victim is missing:
     // only a snapshot can bring it up to date.
     for id in cluster.ids() {
-        let purged = purged_index(&cluster, id);
+        let purged = cluster.purged_index(id);
         assert!(
             purged > victim_last_index,
             "node {id} purged its log only up to {purged}; the victim's log ends at {victim_last_index}"

@@ -16,19 +16,6 @@ use rand::seq::SliceRandom;
 
 use crate::harness::{event, tag_of, TestCluster};
 
-/// The last purged log index in node `id`'s data directory (0 if none).
-fn purged_index(cluster: &TestCluster, id: u64) -> u64 {
-    let path = cluster.data_dir_of(id).join("raft-log").join("purged.json");
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let purged: serde_json::Value = serde_json::from_slice(&bytes).expect("purged.json is JSON");
-            purged["index"].as_u64().unwrap_or_else(|| panic!("no index in {purged}"))
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(err) => panic!("cannot read {}: {err}", path.display()),
-    }
-}
-
 async fn write_tags(cluster: &TestCluster, node: u64, tags: std::ops::Range<u64>) -> u64 {
     let mut last_index = 0;
     for tag in tags {
@@ -69,7 +56,7 @@ async fn a_follower_killed_in_the_middle_of_a_snapshot_install_restarts_and_catc
     eprintln!("--- follower {victim} stops; the others write on until their logs no longer hold what it lacks");
     let down = cluster.kill(victim).await;
     let mut next_tag = 20;
-    while cluster.ids().iter().any(|&id| purged_index(&cluster, id) <= victim_last_index) {
+    while cluster.ids().iter().any(|&id| cluster.purged_index(id) <= victim_last_index) {
         write_tags(&cluster, leader, next_tag..next_tag + 100).await;
         next_tag += 100;
         assert!(next_tag < 5_000, "the survivors never purged their logs past what node {victim} holds");
