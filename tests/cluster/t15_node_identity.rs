@@ -15,6 +15,18 @@ const FAST_TIMERS: &[&str] =
 /// An address nobody listens on: a join sent there never reaches the cluster.
 const NOWHERE: &str = "http://127.0.0.1:9";
 
+/// Three voters with the fast timers, holding events 0..5 written through
+/// node `via`.
+async fn three_nodes_holding_five_events(test: &str, via: u64) -> TestCluster {
+    let cluster = TestCluster::start_with(test, 3, FAST_TIMERS).await;
+    for tag in 0..5 {
+        let resp = cluster.client(via).post_event(&event(tag)).await.expect("POST /events");
+        assert_eq!(resp.status, 200, "{}", resp.body);
+    }
+    cluster.converged_events(5).await;
+    cluster
+}
+
 /// Voters {L, A, B}; event e is committed on L and B while A is paused; B
 /// loses its disk and restarts with the same id (its join does not reach
 /// the cluster); L dies. A lacks e: if B's new, empty incarnation granted
@@ -22,12 +34,7 @@ const NOWHERE: &str = "http://127.0.0.1:9";
 /// back, e is on every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_voter_with_its_old_id_cannot_help_elect_a_leader_that_lacks_committed_events() {
-    let mut cluster = TestCluster::start_with("identity-wiped-voter", 3, FAST_TIMERS).await;
-    for tag in 0..5 {
-        let resp = cluster.client(1).post_event(&event(tag)).await.unwrap();
-        assert_eq!(resp.status, 200, "{}", resp.body);
-    }
-    cluster.converged_events(5).await;
+    let mut cluster = three_nodes_holding_five_events("identity-wiped-voter", 1).await;
     let leader = cluster.leader().await;
     let others: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != leader).collect();
     let (lagging, wiped) = (others[0], others[1]);
@@ -70,12 +77,7 @@ async fn wiped_voter_with_its_old_id_cannot_help_elect_a_leader_that_lacks_commi
 /// id. Started with `--join`, it replaces its old self and catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_seed_without_join_refuses_to_start_and_rejoins_with_join() {
-    let mut cluster = TestCluster::start_with("identity-wiped-seed", 3, FAST_TIMERS).await;
-    for tag in 0..5 {
-        let resp = cluster.client(2).post_event(&event(tag)).await.unwrap();
-        assert_eq!(resp.status, 200, "{}", resp.body);
-    }
-    cluster.converged_events(5).await;
+    let mut cluster = three_nodes_holding_five_events("identity-wiped-seed", 2).await;
     let old = cluster.kill(1).await;
     cluster.wipe_data(1);
 
@@ -103,12 +105,7 @@ async fn wiped_seed_without_join_refuses_to_start_and_rejoins_with_join() {
 /// the new one never receives the old cluster's events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clusters_refuse_each_others_peers() {
-    let mut cluster = TestCluster::start_with("identity-two-clusters", 3, FAST_TIMERS).await;
-    for tag in 0..5 {
-        let resp = cluster.client(1).post_event(&event(tag)).await.unwrap();
-        assert_eq!(resp.status, 200, "{}", resp.body);
-    }
-    cluster.converged_events(5).await;
+    let mut cluster = three_nodes_holding_five_events("identity-two-clusters", 1).await;
     let old = cluster.kill(3).await;
     cluster.wipe_data(3);
     let log_offset = cluster.log_len(3);
