@@ -31,6 +31,12 @@ use crate::types::NodeId;
 pub const HOPS_HEADER: &str = "x-gameraft-hops";
 const MAX_HOPS: u32 = crate::config::FORWARD_MAX_HOPS;
 
+/// How long a leader that refused a forward is passed over. A refusal is
+/// instant and the request never left, so it is cheap to try again; the
+/// leader may be a process restarting on its data directory, which resumes
+/// as the same leader without any election for the followers to see.
+const REFUSED_LEADER_RETRY: Duration = Duration::from_millis(100);
+
 /// A request as it will be re-sent to the leader.
 #[derive(Debug, Clone)]
 pub struct ForwardRequest {
@@ -121,9 +127,10 @@ impl AppState {
     {
         let deadline = Instant::now() + self.settings.leader_wait();
         let hops = hops(headers);
-        let mut unusable: Option<NodeId> = None;
+        // A leader whose port refused, and when to try it again.
+        let mut refused: Option<(NodeId, Instant)> = None;
         loop {
-            let Some(leader) = self.wait_for_leader(unusable, deadline).await else {
+            let Some(leader) = self.wait_for_leader(refused, deadline).await else {
                 return ApiError::not_leader(self.leader_hint(self.current_leader())).into_response();
             };
             if leader == self.node_id {
@@ -132,7 +139,7 @@ impl AppState {
                     Err(LocalError::Failed(err)) => return err.into_response(),
                     Err(LocalError::NotLeader) => {
                         tracing::debug!("lost leadership before the request was applied; retrying on the new leader");
-                        unusable = Some(self.node_id);
+                        refused = Some((self.node_id, deadline));
                         continue;
                     }
                 }
@@ -146,8 +153,8 @@ impl AppState {
             match self.forwarder.send(&addr.http_addr, &request, hops + 1).await {
                 Ok(response) => return response,
                 Err(ForwardError::NotSent(err)) => {
-                    tracing::debug!(leader, %err, "leader unreachable; waiting for another leader");
-                    unusable = Some(leader);
+                    tracing::debug!(leader, %err, "leader unreachable; trying it again shortly or another leader");
+                    refused = Some((leader, Instant::now() + REFUSED_LEADER_RETRY));
                 }
                 Err(err @ ForwardError::NoAnswer(_)) => {
                     return ApiError::no_answer_from_leader(&err, self.settings.retry_horizon()).into_response();
@@ -156,19 +163,26 @@ impl AppState {
         }
     }
 
-    /// The current leader, once it is known and is not `unusable`; `None` if
-    /// none is known by `deadline`.
-    async fn wait_for_leader(&self, unusable: Option<NodeId>, deadline: Instant) -> Option<NodeId> {
+    /// The current leader, once one is known that is not passed over: the
+    /// node in `passed_over` only from its instant on (a leader that refused,
+    /// or this node after it lost leadership, until `deadline`). `None` if
+    /// there is none by `deadline`.
+    async fn wait_for_leader(&self, passed_over: Option<(NodeId, Instant)>, deadline: Instant) -> Option<NodeId> {
         let mut metrics = self.raft.metrics();
         loop {
             let leader = metrics.borrow_and_update().current_leader;
-            if leader.is_some() && leader != unusable {
-                return leader;
-            }
-            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+            let wake = match (leader, passed_over) {
+                (None, _) => deadline,
+                (Some(leader), Some((skipped, until))) if leader == skipped && Instant::now() < until => {
+                    until.min(deadline)
+                }
+                (Some(leader), _) => return Some(leader),
+            };
+            match tokio::time::timeout_at(wake, metrics.changed()).await {
                 Ok(Ok(())) => continue,
-                // Deadline passed, or Raft shut down and dropped the sender.
-                _ => return None,
+                Ok(Err(_)) => return None, // Raft shut down and dropped the sender.
+                Err(_) if wake < deadline => continue,
+                Err(_) => return None,
             }
         }
     }
