@@ -246,8 +246,13 @@ where C: RaftTypeConfig
         let (tx_server_metrics, rx_server_metrics) = watch::channel(RaftServerMetrics::default());
         let (tx_shutdown, rx_shutdown) = C::AsyncRuntime::oneshot();
 
+        // Patched (upstream #1989): tick about five times per heartbeat
+        // interval, not once every one and a half, so that the heartbeat
+        // deadline and the election timeout are sampled finely. With a tick
+        // of 1.5 intervals an idle leader heartbeats only every 1.5
+        // intervals. A zero period would be a busy loop: floor of 1 ms.
         let tick_handle = Tick::spawn(
-            Duration::from_millis(config.heartbeat_interval * 3 / 2),
+            Duration::from_millis((config.heartbeat_interval * 13 / 64).max(1)),
             tx_notify.clone(),
             config.enable_tick,
         );
