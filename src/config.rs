@@ -70,8 +70,9 @@ pub struct NodeConfig {
     pub in_memory: bool,
 
     /// Fault injection for the nemesis harness (`chaos/`): a file holding
-    /// `<delay_ms> [<jitter_ms>]` that delays every outgoing Raft RPC while it
-    /// exists. Read a few times a second; absent or empty means no delay.
+    /// `<delay_ms> [<jitter_ms> [<node_id>...]]` that delays every outgoing
+    /// Raft RPC (or only those to the peers named) while it exists. Read a
+    /// few times a second; absent or empty means no delay.
     #[arg(long, env = "GAMERAFT_FAULT_PEER_DELAY_FILE", hide = true)]
     pub fault_peer_delay_file: Option<PathBuf>,
 

@@ -128,8 +128,9 @@ impl PeerConnection {
         self.identity.stamp(request.metadata_mut(), self.target, &self.target_incarnation);
         let ttl = option.hard_ttl();
         let delay = self.delay.clone();
+        let target = self.target;
         let delayed = async move {
-            delay.wait().await;
+            delay.wait(target).await;
             rpc(client, request).await
         };
         let reply = match tokio::time::timeout(ttl, delayed).await {

@@ -3,15 +3,19 @@
 //! This kernel has no `netem`, so the harness cannot delay packets; instead
 //! each outgoing Raft RPC waits before it is sent. The harness controls it
 //! through a file (`--fault-peer-delay-file`, hidden) holding
-//! `<delay_ms> [<jitter_ms>]`; the file is polled, so the node needs no
-//! control endpoint. Without the flag nothing is polled and nothing waits.
+//! `<delay_ms> [<jitter_ms> [<node_id>...]]`: with node ids, only RPCs to
+//! those peers wait (a one-way cut, when the delay outlasts the RPC
+//! timeout). The file is polled, so the node needs no control endpoint.
+//! Without the flag nothing is polled and nothing waits.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rand::Rng;
+
+use crate::types::NodeId;
 
 /// How often the delay file is re-read.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -21,6 +25,16 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 pub struct PeerDelay {
     delay_ms: Arc<AtomicU64>,
     jitter_ms: Arc<AtomicU64>,
+    /// The peers whose RPCs wait; empty means every peer.
+    targets: Arc<RwLock<Vec<NodeId>>>,
+}
+
+/// What the delay file says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct DelaySpec {
+    delay_ms: u64,
+    jitter_ms: u64,
+    targets: Vec<NodeId>,
 }
 
 impl PeerDelay {
@@ -33,33 +47,46 @@ impl PeerDelay {
             loop {
                 let parsed = match tokio::fs::read_to_string(&file).await {
                     Ok(text) => parse(&text),
-                    Err(_) => Some((0, 0)),
+                    Err(_) => Some(DelaySpec::default()),
                 };
-                let current = parsed.unwrap_or((0, 0));
-                if last != Some(current) {
-                    tracing::warn!(delay_ms = current.0, jitter_ms = current.1, "injected peer delay changed");
+                let current = parsed.clone().unwrap_or_default();
+                if last.as_ref() != Some(&current) {
+                    tracing::warn!(
+                        delay_ms = current.delay_ms,
+                        jitter_ms = current.jitter_ms,
+                        targets = ?current.targets,
+                        "injected peer delay changed"
+                    );
                     if parsed.is_none() {
                         tracing::warn!(file = %file.display(), "peer delay file unreadable; no delay");
                     }
+                    shared.set(&current);
                     last = Some(current);
                 }
-                shared.set(current.0, current.1);
                 tokio::time::sleep(POLL_INTERVAL).await;
             }
         });
         delay
     }
 
-    fn set(&self, delay_ms: u64, jitter_ms: u64) {
-        self.delay_ms.store(delay_ms, Ordering::Relaxed);
-        self.jitter_ms.store(jitter_ms, Ordering::Relaxed);
+    fn set(&self, spec: &DelaySpec) {
+        *crate::sync::write(&self.targets) = spec.targets.clone();
+        self.delay_ms.store(spec.delay_ms, Ordering::Relaxed);
+        self.jitter_ms.store(spec.jitter_ms, Ordering::Relaxed);
     }
 
-    /// Waits the injected delay, if any.
-    pub async fn wait(&self) {
+    /// Waits the injected delay, if any applies to RPCs to `target`.
+    pub async fn wait(&self, target: NodeId) {
         let delay = self.delay_ms.load(Ordering::Relaxed);
         let jitter = self.jitter_ms.load(Ordering::Relaxed);
         if delay == 0 && jitter == 0 {
+            return;
+        }
+        let applies = {
+            let targets = crate::sync::read(&self.targets);
+            targets.is_empty() || targets.contains(&target)
+        };
+        if !applies {
             return;
         }
         let extra = if jitter > 0 { rand::thread_rng().gen_range(0..=jitter) } else { 0 };
@@ -67,18 +94,19 @@ impl PeerDelay {
     }
 }
 
-/// `"<delay_ms> [<jitter_ms>]"`; empty means no delay.
-fn parse(text: &str) -> Option<(u64, u64)> {
+/// `"<delay_ms> [<jitter_ms> [<node_id>...]]"`; empty means no delay.
+fn parse(text: &str) -> Option<DelaySpec> {
     let mut numbers = text.split_whitespace().map(str::parse::<u64>);
-    let delay = match numbers.next() {
-        None => return Some((0, 0)),
+    let delay_ms = match numbers.next() {
+        None => return Some(DelaySpec::default()),
         Some(n) => n.ok()?,
     };
-    let jitter = match numbers.next() {
+    let jitter_ms = match numbers.next() {
         None => 0,
         Some(n) => n.ok()?,
     };
-    numbers.next().is_none().then_some((delay, jitter))
+    let targets = numbers.collect::<Result<Vec<NodeId>, _>>().ok()?;
+    Some(DelaySpec { delay_ms, jitter_ms, targets })
 }
 
 #[cfg(test)]
@@ -86,12 +114,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_delay_and_optional_jitter() {
-        assert_eq!(parse(""), Some((0, 0)));
-        assert_eq!(parse("50\n"), Some((50, 0)));
-        assert_eq!(parse("50 20"), Some((50, 20)));
+    fn parses_delay_and_optional_jitter_and_targets() {
+        let spec = |delay_ms, jitter_ms, targets: &[NodeId]| {
+            Some(DelaySpec { delay_ms, jitter_ms, targets: targets.to_vec() })
+        };
+        assert_eq!(parse(""), spec(0, 0, &[]));
+        assert_eq!(parse("50\n"), spec(50, 0, &[]));
+        assert_eq!(parse("50 20"), spec(50, 20, &[]));
+        assert_eq!(parse("50 0 1 3"), spec(50, 0, &[1, 3]));
         assert_eq!(parse("fifty"), None);
-        assert_eq!(parse("1 2 3"), None);
+        assert_eq!(parse("1 2 three"), None);
     }
 
     #[tokio::test]
@@ -106,8 +138,20 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let started = tokio::time::Instant::now();
-        delay.wait().await;
+        delay.wait(7).await;
         assert!(started.elapsed() >= Duration::from_millis(30));
+
+        // Only RPCs to node 2: one to node 7 leaves at once.
+        std::fs::write(&file, "30000 0 2").expect("write");
+        while crate::sync::read(&delay.targets).is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "targets never picked up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let to_other = tokio::time::timeout(Duration::from_secs(1), delay.wait(7)).await;
+        assert!(to_other.is_ok(), "an RPC to a peer not named waited");
+        let to_target = tokio::time::timeout(Duration::from_millis(200), delay.wait(2)).await;
+        assert!(to_target.is_err(), "an RPC to the named peer did not wait");
+
         std::fs::remove_file(&file).expect("remove");
         while delay.delay_ms.load(Ordering::Relaxed) != 0 {
             assert!(tokio::time::Instant::now() < deadline, "delay never cleared");
