@@ -118,8 +118,10 @@ async fn writes_pending_on_a_leader_whose_entries_a_snapshot_replaced_are_answer
         assert_eq!(tags.iter().filter(|t| **t == tag).count(), 1, "write {tag} must be in the log exactly once");
     }
 
-    eprintln!("--- node 1 leads again (node {new_leader} killed, node 3's messages stalled): its writes go through");
     let survivor = if new_leader == 2 { 3 } else { 2 };
+    eprintln!(
+        "--- node 1 leads again (node {new_leader} killed, node {survivor}'s messages stalled): its writes go through"
+    );
     std::fs::write(delay_file(survivor), "60000").expect("write the delay file");
     drop(cluster.kill(new_leader).await);
     wait_for("node 1 to lead again", Duration::from_secs(30), || async {

@@ -1658,6 +1658,25 @@ where
             }
             Command::PurgeLog { upto } => {
                 self.log_store.purge(upto.clone()).await?;
+
+                // Patched (upstream #1762): a deposed leader's pending writes
+                // whose entries an installed snapshot replaced are purged, not
+                // truncated or applied; answer them as a truncation does.
+                // Normally purge follows apply and nothing is left here.
+                let kept = self.client_resp_channels.split_off(&(upto.index + 1));
+                let stranded = std::mem::replace(&mut self.client_resp_channels, kept);
+                if !stranded.is_empty() {
+                    let leader_id = self.current_leader();
+                    let leader_node = self.get_leader_node(leader_id.clone());
+                    for (log_index, tx) in stranded.into_iter() {
+                        tx.send(Err(ClientWriteError::ForwardToLeader(ForwardToLeader {
+                            leader_id: leader_id.clone(),
+                            leader_node: leader_node.clone(),
+                        })));
+                        tracing::debug!("sent ForwardToLeader for purged log_index: {}", log_index);
+                    }
+                }
+
                 self.engine.state.io_state_mut().update_purged(Some(upto));
             }
             Command::DeleteConflictLog { since } => {
