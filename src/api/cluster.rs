@@ -1,12 +1,12 @@
 //! `GET /nodes`, `POST /nodes` (join) and `DELETE /nodes/{id}`.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, ApiJson, ApiPath};
+use super::error::{ApiError, ApiJson, ApiPath, ErrorCode};
 use super::forward::{ForwardRequest, LocalError};
 use super::AppState;
 use crate::membership::{self, JoinOutcome, JoinRequest, MembershipError};
@@ -136,8 +136,7 @@ fn validate_incarnation(incarnation: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("incarnation must be at most 64 hex digits, got {} bytes", incarnation.len()),
         ))
     }
@@ -151,8 +150,7 @@ fn validate_addr(field: &str, addr: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("{field} must be host:port with a non-zero port, got {addr:?}"),
         ))
     }

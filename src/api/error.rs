@@ -3,6 +3,8 @@
 //! Every error answer has the design's response shape
 //! (`success: false`, `message`, `log_index: null`) plus a machine-readable
 //! `error` code; a 503 "Not the leader" also names the leader when known.
+//! [`ErrorCode`] lists every code the API answers with and its status; the
+//! README's error table is checked against it.
 
 use std::time::Duration;
 
@@ -15,10 +17,113 @@ use serde::Serialize;
 use crate::membership::MembershipError;
 use crate::types::NodeId;
 
+/// Every error code the API answers with, and its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    MalformedJson,
+    InvalidBody,
+    InvalidField,
+    UnknownEventType,
+    InvalidRequestId,
+    ConflictingRequestId,
+    InvalidQuery,
+    InvalidPath,
+    NotFound,
+    UnknownNode,
+    RequestIdReused,
+    AddressConflict,
+    LastVoter,
+    PayloadTooLarge,
+    UnsupportedContentType,
+    StorageError,
+    WriteFailed,
+    MembershipFailed,
+    NotLeader,
+    NotReady,
+    OutcomeUnknown,
+    MembershipTimeout,
+}
+
+impl ErrorCode {
+    /// Every code, in the README's order (by status).
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::InvalidBody,
+        ErrorCode::InvalidRequestId,
+        ErrorCode::ConflictingRequestId,
+        ErrorCode::InvalidQuery,
+        ErrorCode::InvalidPath,
+        ErrorCode::NotFound,
+        ErrorCode::UnknownNode,
+        ErrorCode::RequestIdReused,
+        ErrorCode::AddressConflict,
+        ErrorCode::LastVoter,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedContentType,
+        ErrorCode::UnknownEventType,
+        ErrorCode::InvalidField,
+        ErrorCode::StorageError,
+        ErrorCode::WriteFailed,
+        ErrorCode::MembershipFailed,
+        ErrorCode::NotLeader,
+        ErrorCode::NotReady,
+        ErrorCode::OutcomeUnknown,
+        ErrorCode::MembershipTimeout,
+    ];
+
+    /// The `error` field of the JSON body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::UnknownEventType => "unknown_event_type",
+            ErrorCode::InvalidRequestId => "invalid_request_id",
+            ErrorCode::ConflictingRequestId => "conflicting_request_id",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::UnknownNode => "unknown_node",
+            ErrorCode::RequestIdReused => "request_id_reused",
+            ErrorCode::AddressConflict => "address_conflict",
+            ErrorCode::LastVoter => "last_voter",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedContentType => "unsupported_content_type",
+            ErrorCode::StorageError => "storage_error",
+            ErrorCode::WriteFailed => "write_failed",
+            ErrorCode::MembershipFailed => "membership_failed",
+            ErrorCode::NotLeader => "not_leader",
+            ErrorCode::NotReady => "not_ready",
+            ErrorCode::OutcomeUnknown => "outcome_unknown",
+            ErrorCode::MembershipTimeout => "membership_timeout",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::MalformedJson
+            | ErrorCode::InvalidBody
+            | ErrorCode::InvalidRequestId
+            | ErrorCode::ConflictingRequestId
+            | ErrorCode::InvalidQuery
+            | ErrorCode::InvalidPath => StatusCode::BAD_REQUEST,
+            ErrorCode::NotFound | ErrorCode::UnknownNode => StatusCode::NOT_FOUND,
+            ErrorCode::RequestIdReused | ErrorCode::AddressConflict | ErrorCode::LastVoter => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnknownEventType | ErrorCode::InvalidField => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::StorageError | ErrorCode::WriteFailed | ErrorCode::MembershipFailed => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ErrorCode::NotLeader | ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::OutcomeUnknown | ErrorCode::MembershipTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub leader: Option<LeaderHint>,
 }
@@ -42,19 +147,18 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), leader: None }
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), leader: None }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     /// The design's answer when no leader could be reached in time.
     pub fn not_leader(leader: Option<LeaderHint>) -> Self {
         let id = leader.as_ref().map(|hint| hint.leader_id);
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "not_leader",
-            message: format!("Not the leader. Current leader: {id:?}"),
-            leader,
-        }
+        Self { code: ErrorCode::NotLeader, message: format!("Not the leader. Current leader: {id:?}"), leader }
     }
 
     /// The write was proposed and not confirmed in time. `retry_horizon`
@@ -64,8 +168,7 @@ impl ApiError {
     /// [`ApiSettings::retry_horizon`]: crate::config::ApiSettings::retry_horizon
     pub fn write_timeout(waited: Duration, retry_horizon: Duration) -> Self {
         Self::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "outcome_unknown",
+            ErrorCode::OutcomeUnknown,
             format!("the write was not confirmed within {waited:?}; {}", may_have_committed(retry_horizon)),
         )
     }
@@ -75,27 +178,21 @@ impl ApiError {
     /// so the client must not assume it failed.
     pub fn stopped_during_write(detail: impl std::fmt::Display, retry_horizon: Duration) -> Self {
         Self::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "outcome_unknown",
+            ErrorCode::OutcomeUnknown,
             format!("this node stopped before confirming the write ({detail}); {}", may_have_committed(retry_horizon)),
         )
     }
 
     /// A forwarded request reached the leader, maybe, and no answer came.
     pub fn no_answer_from_leader(err: &dyn std::fmt::Display, retry_horizon: Duration) -> Self {
-        Self::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "outcome_unknown",
-            format!("{err}; {}", may_have_committed(retry_horizon)),
-        )
+        Self::new(ErrorCode::OutcomeUnknown, format!("{err}; {}", may_have_committed(retry_horizon)))
     }
 
     /// A request id was sent again with another event: not a retry. The
     /// holder's position is not told (the id may be another client's).
     pub fn request_id_reused(id: &str) -> Self {
         Self::new(
-            StatusCode::CONFLICT,
-            "request_id_reused",
+            ErrorCode::RequestIdReused,
             format!(
                 "request id {id:?} was used for another event, committed recently; nothing was appended \
                  (a retry must send the same event, a new write needs a new id)"
@@ -106,12 +203,12 @@ impl ApiError {
     /// An event too large for one Raft entry (the body limit is checked
     /// against this at start, so only a misconfigured test meets it).
     pub fn event_too_large(detail: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail.to_string())
+        Self::new(ErrorCode::PayloadTooLarge, detail.to_string())
     }
 
     /// The node could not read its own store (a disk error or damage).
     pub fn storage(err: &std::io::Error) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", format!("cannot read this node's events: {err}"))
+        Self::new(ErrorCode::StorageError, format!("cannot read this node's events: {err}"))
     }
 }
 
@@ -128,12 +225,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             success: false,
-            error: self.code,
+            error: self.code.as_str(),
             message: &self.message,
             log_index: None,
             leader: self.leader.as_ref(),
         };
-        (self.status, Json(body)).into_response()
+        (self.status(), Json(body)).into_response()
     }
 }
 
@@ -141,50 +238,42 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let message = rejection.body_text();
         let code = match &rejection {
-            JsonRejection::JsonDataError(_) if message.contains("unknown variant") => "unknown_event_type",
-            JsonRejection::JsonDataError(_) => "invalid_field",
-            JsonRejection::JsonSyntaxError(_) => "malformed_json",
-            JsonRejection::MissingJsonContentType(_) => "unsupported_content_type",
+            JsonRejection::JsonDataError(_) if message.contains("unknown variant") => ErrorCode::UnknownEventType,
+            JsonRejection::JsonDataError(_) => ErrorCode::InvalidField,
+            JsonRejection::JsonSyntaxError(_) => ErrorCode::MalformedJson,
+            JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedContentType,
             JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                "payload_too_large"
+                ErrorCode::PayloadTooLarge
             }
-            _ => "invalid_body",
+            _ => ErrorCode::InvalidBody,
         };
-        Self::new(rejection.status(), code, message)
+        Self::new(code, message)
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text())
+        Self::new(ErrorCode::InvalidQuery, rejection.body_text())
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_path", rejection.body_text())
+        Self::new(ErrorCode::InvalidPath, rejection.body_text())
     }
 }
 
 impl From<MembershipError> for ApiError {
     fn from(err: MembershipError) -> Self {
-        let status = match &err {
-            MembershipError::AddressConflict { .. } => StatusCode::CONFLICT,
-            MembershipError::UnknownNode(_) => StatusCode::NOT_FOUND,
-            MembershipError::LastVoter(_) => StatusCode::CONFLICT,
-            MembershipError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            MembershipError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
-            MembershipError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
         let code = match &err {
-            MembershipError::AddressConflict { .. } => "address_conflict",
-            MembershipError::UnknownNode(_) => "unknown_node",
-            MembershipError::LastVoter(_) => "last_voter",
-            MembershipError::Timeout(_) => "membership_timeout",
-            MembershipError::NotLeader(_) => "not_leader",
-            MembershipError::Raft(_) => "membership_failed",
+            MembershipError::AddressConflict { .. } => ErrorCode::AddressConflict,
+            MembershipError::UnknownNode(_) => ErrorCode::UnknownNode,
+            MembershipError::LastVoter(_) => ErrorCode::LastVoter,
+            MembershipError::Timeout(_) => ErrorCode::MembershipTimeout,
+            MembershipError::NotLeader(_) => ErrorCode::NotLeader,
+            MembershipError::Raft(_) => ErrorCode::MembershipFailed,
         };
-        Self::new(status, code, err.to_string())
+        Self::new(code, err.to_string())
     }
 }
 
@@ -208,6 +297,31 @@ pub struct ApiPath<T>(pub T);
 mod tests {
     use super::*;
 
+    /// The README's error table: (status, code) per row, in order.
+    fn documented_codes() -> Vec<(u16, String)> {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split_once("| status | `error` | when |\n|---|---|---|\n")
+            .expect("the README has the error table")
+            .1;
+        table
+            .lines()
+            .take_while(|line| line.starts_with('|'))
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                let status = cells[1].parse().unwrap_or_else(|_| panic!("a status in {row:?}"));
+                (status, cells[2].trim_matches('`').to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_documents_every_error_code_with_its_status() {
+        let from_code: Vec<(u16, String)> =
+            ErrorCode::ALL.iter().map(|code| (code.status().as_u16(), code.as_str().to_string())).collect();
+        assert_eq!(documented_codes(), from_code, "README error table vs ErrorCode::ALL");
+    }
+
     #[test]
     fn an_outcome_unknown_answer_names_how_long_a_retry_is_recognised() {
         let horizon = Duration::from_secs(56);
@@ -216,7 +330,7 @@ mod tests {
             ApiError::stopped_during_write("storage failed", horizon),
             ApiError::no_answer_from_leader(&"no answer from the leader", horizon),
         ] {
-            assert_eq!((err.status, err.code), (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"));
+            assert_eq!((err.status(), err.code), (StatusCode::GATEWAY_TIMEOUT, ErrorCode::OutcomeUnknown));
             assert!(
                 err.message
                     .contains("with the same request_id and event, to any node, within 56 s of the first attempt"),

@@ -1,13 +1,13 @@
 //! `POST /events`, `GET /events` and `GET /ephemeral`.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::batcher::WriteError;
-use super::error::{ApiError, ApiJson, ApiQuery};
+use super::error::{ApiError, ApiJson, ApiQuery, ErrorCode};
 use super::forward::{ForwardRequest, LocalError};
 use super::request_id::{self, RequestId};
 use super::AppState;
@@ -126,9 +126,7 @@ async fn write_critical(state: &AppState, event: CriticalEvent, id: RequestId) -
         // leader is safe only because the retry carries the same request id,
         // so the state machine appends the event at most once.
         Ok(Err(WriteError::NotLeader)) => Err(LocalError::NotLeader),
-        Ok(Err(WriteError::Refused(err))) => {
-            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", err).into())
-        }
+        Ok(Err(WriteError::Refused(err))) => Err(ApiError::new(ErrorCode::WriteFailed, err).into()),
         Ok(Err(WriteError::Stopped(detail))) => Err(ApiError::stopped_during_write(detail, horizon).into()),
         Ok(Err(err @ WriteError::TooLarge { .. })) => Err(ApiError::event_too_large(err).into()),
     }

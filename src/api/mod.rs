@@ -18,14 +18,13 @@ mod status;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
 pub use batcher::{BatchLimits, WriteBatcher, WriteError};
 pub use cluster::{JoinResponse, NodeInfo, NodesResponse};
-pub use error::{ApiError, LeaderHint};
+pub use error::{ApiError, ErrorCode, LeaderHint};
 pub use events::{EventsPage, EventsResponse, PostEventRequest, PostEventResponse, MAX_PAGE_LIMIT};
 pub use forward::{Forwarder, HOPS_HEADER};
 pub use log::{LogEntry, LogPage};
@@ -75,7 +74,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {}", uri.path()))
+    ApiError::new(ErrorCode::NotFound, format!("no such endpoint: {}", uri.path()))
 }
 
 #[cfg(test)]

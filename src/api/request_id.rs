@@ -14,10 +14,10 @@
 //! the event twice, and the client's answer stays exactly the design's, with
 //! no `duplicate` field.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use crate::types::NodeId;
 
 /// The standard header a client may name its write with instead of the
@@ -83,10 +83,10 @@ pub enum RequestIdError {
 impl From<RequestIdError> for ApiError {
     fn from(err: RequestIdError) -> Self {
         let code = match err {
-            RequestIdError::Conflict { .. } => "conflicting_request_id",
-            _ => "invalid_request_id",
+            RequestIdError::Conflict { .. } => ErrorCode::ConflictingRequestId,
+            _ => ErrorCode::InvalidRequestId,
         };
-        ApiError::new(StatusCode::BAD_REQUEST, code, err.to_string())
+        ApiError::new(code, err.to_string())
     }
 }
 

@@ -1,12 +1,11 @@
 //! `GET /status` (the design's), `GET /health` and `GET /ready`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::AppState;
 use crate::types::NodeId;
 
@@ -53,7 +52,7 @@ pub struct ReadyResponse {
 /// i.e. it can serve reads and take (or forward) writes.
 pub async fn ready(State(state): State<AppState>) -> Result<Json<ReadyResponse>, ApiError> {
     let metrics = state.raft.metrics().borrow().clone();
-    let not_ready = |reason: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason);
+    let not_ready = |reason: String| ApiError::new(ErrorCode::NotReady, reason);
     if let Err(fatal) = &metrics.running_state {
         return Err(not_ready(format!("raft has stopped: {fatal}")));
     }
