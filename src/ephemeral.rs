@@ -86,7 +86,7 @@ impl EphemeralStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        crate::sync::lock(&self.state)
+        crate::locks::lock(&self.state)
     }
 }
 

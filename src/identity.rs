@@ -117,14 +117,14 @@ impl NodeIdentity {
     }
 
     pub fn cluster_id(&self) -> Option<String> {
-        crate::sync::lock(&self.cluster_id).clone()
+        crate::locks::lock(&self.cluster_id).clone()
     }
 
     /// The id of the cluster this node founds: the one recorded by an
     /// earlier, interrupted bootstrap, or a new one, recorded before it is
     /// returned.
     pub fn found_cluster(&self) -> Result<String, DataDirError> {
-        let mut cluster_id = crate::sync::lock(&self.cluster_id);
+        let mut cluster_id = crate::locks::lock(&self.cluster_id);
         if let Some(id) = cluster_id.as_ref() {
             return Ok(id.clone());
         }
@@ -160,7 +160,7 @@ impl NodeIdentity {
             Ok(addressed) => return Err(Refusal::OtherNode { addressed, actual: self.node_id }),
             Err(_) => return Err(Refusal::MissingHeader(TO_NODE_HEADER)),
         }
-        let mut ours = crate::sync::lock(&self.cluster_id);
+        let mut ours = crate::locks::lock(&self.cluster_id);
         if let Some(ours) = ours.as_deref().filter(|ours| *ours != theirs) {
             return Err(Refusal::OtherCluster { ours: ours.to_string(), theirs: theirs.to_string() });
         }
@@ -188,7 +188,7 @@ impl NodeIdentity {
     /// reason, and returns the status to answer with.
     pub fn refuse(&self, rpc: &'static str, refusal: &Refusal) -> tonic::Status {
         let message = refusal.to_string();
-        let mut last = crate::sync::lock(&self.last_refusal_logged);
+        let mut last = crate::locks::lock(&self.last_refusal_logged);
         let repeated =
             matches!(&*last, Some((previous, at)) if *previous == message && at.elapsed() < REFUSAL_LOG_INTERVAL);
         if !repeated {

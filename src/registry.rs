@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::sync;
+use crate::locks;
 use crate::types::{Membership, NodeId, PeerAddr};
 
 /// A member as the registry knows it.
@@ -71,11 +71,11 @@ impl NodeRegistry {
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Members> {
-        sync::read(&self.members)
+        locks::read(&self.members)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Members> {
-        sync::write(&self.members)
+        locks::write(&self.members)
     }
 }
 

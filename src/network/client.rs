@@ -45,7 +45,7 @@ impl PeerNetwork {
     }
 
     fn channel(&self, raft_addr: &str) -> Result<Channel, String> {
-        let mut channels = crate::sync::lock(&self.channels);
+        let mut channels = crate::locks::lock(&self.channels);
         if let Some(channel) = channels.get(raft_addr) {
             return Ok(channel.clone());
         }

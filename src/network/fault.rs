@@ -70,7 +70,7 @@ impl PeerDelay {
     }
 
     fn set(&self, spec: &DelaySpec) {
-        *crate::sync::write(&self.targets) = spec.targets.clone();
+        *crate::locks::write(&self.targets) = spec.targets.clone();
         self.delay_ms.store(spec.delay_ms, Ordering::Relaxed);
         self.jitter_ms.store(spec.jitter_ms, Ordering::Relaxed);
     }
@@ -83,7 +83,7 @@ impl PeerDelay {
             return;
         }
         let applies = {
-            let targets = crate::sync::read(&self.targets);
+            let targets = crate::locks::read(&self.targets);
             targets.is_empty() || targets.contains(&target)
         };
         if !applies {
@@ -143,7 +143,7 @@ mod tests {
 
         // Only RPCs to node 2: one to node 7 leaves at once.
         std::fs::write(&file, "30000 0 2").expect("write");
-        while crate::sync::read(&delay.targets).is_empty() {
+        while crate::locks::read(&delay.targets).is_empty() {
             assert!(tokio::time::Instant::now() < deadline, "targets never picked up");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -48,8 +48,8 @@ pub use self::snapshot_data::SnapshotData;
 use self::state_dir::StateDir;
 use self::writeback::Writeback;
 use crate::event::CriticalEvent;
+use crate::locks::{read, write};
 use crate::storage::{DataDirError, DurableWatermark};
-use crate::sync::{read, write};
 use crate::types::{CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// A critical event as committed: its position in the event log, the Raft

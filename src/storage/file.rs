@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::RwLock;
 
-use crate::sync::{read, write};
+use crate::locks::{read, write};
 
 #[derive(Debug)]
 pub enum ByteFile {
