@@ -1,4 +1,4 @@
--- What every bench/*.lua wrk script shares: thread numbering, success counting
+-- What every bench-vs-etcd/*.lua wrk script shares: thread numbering, success counting
 -- and the one JSON line done() prints for vs_etcd.py. A script loads it with
 --   dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk_common.lua")
 -- then defines request() and init(args) (calling common_init() first), and

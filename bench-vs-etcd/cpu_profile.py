@@ -13,7 +13,7 @@ shown as a share of all samples and as CPU microseconds per committed event, for
 the two followers together and wrk.
 
 Run from the repo root (needs `perf`, from Debian's linux-perf, and root):
-    python3 bench/cpu_profile.py [--secs 10] [--conns 64] [--skip-build]
+    python3 bench-vs-etcd/cpu_profile.py [--secs 10] [--conns 64] [--skip-build]
 """
 import argparse
 import re

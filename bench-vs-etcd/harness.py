@@ -117,7 +117,7 @@ def ignore_signals():
 
 
 def run_wrk(script, url, conns, secs, script_args):
-    """Run wrk with a bench/*.lua script; return the JSON line its done() printed."""
+    """Run wrk with a bench-vs-etcd/*.lua script; return the JSON line its done() printed."""
     threads = 1 if conns == 1 else 2
     cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{secs}s", "--latency",
            "-s", str(script), url, "--", *map(str, script_args)]

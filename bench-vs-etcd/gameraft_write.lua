@@ -1,5 +1,5 @@
 -- wrk script: critical writes to gameraft, one unique request id per write.
---   wrk -t2 -c64 -d10s --latency -s bench/gameraft_write.lua http://127.0.0.1:18081 -- RUNID
+--   wrk -t2 -c64 -d10s --latency -s bench-vs-etcd/gameraft_write.lua http://127.0.0.1:18081 -- RUNID
 -- Each request is a GameStateChange whose `state` is 120 bytes (the size of
 -- etcd_write.lua's value) and whose request_id is RUNID-<thread>-<n>.
 -- `ok` counts only answers that are 200 and appended a new event

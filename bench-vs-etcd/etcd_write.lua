@@ -1,5 +1,5 @@
 -- wrk script: puts to etcd through its JSON gateway, one unique key per put.
---   wrk -t2 -c64 -d10s --latency -s bench/etcd_write.lua http://127.0.0.1:42379 -- RUNID
+--   wrk -t2 -c64 -d10s --latency -s bench-vs-etcd/etcd_write.lua http://127.0.0.1:42379 -- RUNID
 -- Key RUNID-<thread>-<n> (base64'd), value 120 bytes. `ok` counts 200 answers.
 local b='ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
 local function enc(data)

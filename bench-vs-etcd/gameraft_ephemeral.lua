@@ -1,5 +1,5 @@
 -- wrk script: ephemeral PlayerMove events to the gameraft leader (not logged).
---   wrk -t2 -c64 -d10s --latency -s bench/gameraft_ephemeral.lua http://127.0.0.1:18081 -- RUNID
+--   wrk -t2 -c64 -d10s --latency -s bench-vs-etcd/gameraft_ephemeral.lua http://127.0.0.1:18081 -- RUNID
 -- `ok` counts 200 answers.
 dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk_common.lua")
 

@@ -17,7 +17,7 @@ own state, that the writes wrk counted as successful are really there, exactly o
 etcd: key count under the run's prefix equals the revision delta). A failed check marks
 the row FAILED and makes the exit status non-zero. Errors never count as throughput.
 
-Run from the repo root:  python3 bench/vs_etcd.py [--secs 10] [--levels 1,16,64,256]
+Run from the repo root:  python3 bench-vs-etcd/vs_etcd.py [--secs 10] [--levels 1,16,64,256]
 """
 import argparse
 import base64
@@ -40,7 +40,7 @@ from harness import (Procs, RssSampler, cpu_busy_fraction, fdatasync_ms, first_l
                      install_signal_handlers, machine, port_in_use, run_wrk, wait_until)
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
+BENCH = ROOT / "bench-vs-etcd"
 GAMERAFT_BIN = ROOT / "target" / "release" / "gameraft"
 # Away from the usual dev ports (8081-8083/5001-5003, etcd 2379/12379...).
 GAMERAFT_HTTP_PORTS = {1: 18081, 2: 18082, 3: 18083}
@@ -281,7 +281,7 @@ def check_ports():
     taken = [p for p in ports if port_in_use(p)]
     if taken:
         sys.exit(f"vs_etcd: ports {taken} on 127.0.0.1 are in use; stop what holds them "
-                 "or change the *_PORTS constants at the top of bench/vs_etcd.py")
+                 "or change the *_PORTS constants at the top of bench-vs-etcd/vs_etcd.py")
 
 
 def write_run(system, conns, secs, sample_rss):
