@@ -184,7 +184,7 @@ impl NodeIdentity {
         }
     }
 
-    /// Logs a refusal, at most once per [`REFUSAL_LOG_INTERVAL`] for the same
+    /// Logs a refusal, at most once per `REFUSAL_LOG_INTERVAL` for the same
     /// reason, and returns the status to answer with.
     pub fn refuse(&self, rpc: &'static str, refusal: &Refusal) -> tonic::Status {
         let message = refusal.to_string();

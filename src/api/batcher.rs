@@ -61,7 +61,7 @@ pub enum WriteError {
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
     pub max_events: usize,
-    /// Where a batch is cut (events counted as in [`event_bytes`]); a single
+    /// Where a batch is cut (events counted as in `event_bytes`); a single
     /// larger event still goes alone, within `entry_limit`.
     pub max_bytes: usize,
     /// The largest entry a peer accepts ([`NodeConfig::entry_limit_bytes`]).

@@ -4,7 +4,7 @@
 //! so every node's event list is the same sequence. Applying is deterministic:
 //! it depends only on the entries, never on the node, the clock or randomness.
 //!
-//! The events live in an [`event_store`] (on disk for durable nodes, in a
+//! The events live in an `event_store` (on disk for durable nodes, in a
 //! buffer for `--in-memory` ones); memory holds counters and the last
 //! window's request ids. Reads (`GET /events`, `/log`, `/status`) go through
 //! an [`EventLog`] handle that shares the live generation with the state
@@ -22,7 +22,7 @@
 //! last `W` of log time (the time and `W` stamped into the entry by the
 //! leader) is not appended again; its outcome names the original
 //! ([`EventOutcome::Duplicate`]), or the id's holder if the event differs
-//! (`Reused`). The window's ids are held in memory ([`request_ids`]) and
+//! (`Reused`). The window's ids are held in memory (`request_ids`) and
 //! rebuilt from the event file, where each event is stored with its id.
 //!
 //! [`EventOutcome::Duplicate`]: crate::types::EventOutcome::Duplicate
