@@ -111,8 +111,9 @@ pub enum MembershipError {
     Timeout(Duration),
     #[error("this node stopped being the leader")]
     NotLeader(ForwardToLeader<NodeId, PeerAddr>),
+    /// Boxed: OpenRaft's error is large and this one travels in `Result`s.
     #[error("raft refused the membership change: {0}")]
-    Raft(String),
+    Raft(#[source] Box<WriteError>),
 }
 
 type WriteError = RaftError<NodeId, ClientWriteError<NodeId, PeerAddr>>;
@@ -192,7 +193,7 @@ where
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 return Err(MembershipError::NotLeader(forward))
             }
-            Err(err) => return Err(MembershipError::Raft(err.to_string())),
+            Err(err) => return Err(MembershipError::Raft(Box::new(err))),
         }
     }
 }

@@ -45,6 +45,7 @@ use crate::registry::NodeRegistry;
 use crate::state_machine::GameStateMachine;
 use crate::storage::{DataDir, DataDirError, FileLogStore, MemLogStore};
 use crate::types::{NodeId, PeerAddr, Raft};
+use openraft::error::{InitializeError, RaftError};
 
 /// Why a node could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +57,9 @@ pub enum NodeError {
     /// Boxed: OpenRaft's fatal error is large and this one travels in `Result`s.
     #[error("cannot start raft: {0}")]
     Raft(Box<openraft::error::Fatal<NodeId>>),
+    /// Boxed, like `Raft`.
     #[error("cannot bootstrap the cluster: {0}")]
-    Bootstrap(String),
+    Bootstrap(#[source] Box<RaftError<NodeId, InitializeError<NodeId, PeerAddr>>>),
     #[error(
         "node {node_id} has no state (a new or lost data directory) and was given neither --bootstrap \
          nor --join: pass --join URL of a member to join a cluster (a member that lost its data is replaced), \
@@ -229,7 +231,7 @@ impl RunningNode {
             tracing::info!(node_id, %cluster_id, "--bootstrap and no state: founding a new one-node cluster");
             raft.initialize(membership::bootstrap_members(node_id, addr))
                 .await
-                .map_err(|e| NodeError::Bootstrap(e.to_string()))?;
+                .map_err(|e| NodeError::Bootstrap(Box::new(e)))?;
             None
         };
 
