@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::error::{InitializeError, RaftError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -45,7 +46,6 @@ use crate::registry::NodeRegistry;
 use crate::state_machine::GameStateMachine;
 use crate::storage::{DataDir, DataDirError, FileLogStore, MemLogStore};
 use crate::types::{NodeId, PeerAddr, Raft};
-use openraft::error::{InitializeError, RaftError};
 
 /// Why a node could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
