@@ -4,7 +4,7 @@
 //! cargo bench --bench log_store
 //! ```
 //!
-//! Durable appends of Raft entries (each a `Command::single(ScoreUpdate)`)
+//! Durable appends of Raft entries (each a `EventBatch::single(ScoreUpdate)`)
 //! through:
 //!
 //! - **FileLogStore**: `RaftLogStorageExt::blocking_append`, i.e. the real
@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use gameraft::event::CriticalEvent;
 use gameraft::network::pb;
 use gameraft::storage::{record, FileLogStore};
-use gameraft::types::{Command, Entry, LogId};
+use gameraft::types::{Entry, EventBatch, LogId};
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, EntryPayload};
@@ -156,7 +156,7 @@ fn entry(index: u64) -> Entry {
     };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(3, 1), index),
-        payload: EntryPayload::Normal(Command::single(event)),
+        payload: EntryPayload::Normal(EventBatch::single(event)),
     }
 }
 
@@ -443,7 +443,7 @@ fn main() {
     let _ = writeln!(out, "rerun   : cargo bench --bench log_store");
     let _ = writeln!(
         out,
-        "entry   : Command::single(ScoreUpdate), {payload_len} bytes protobuf (+{} bytes record header in FileLogStore/raw)",
+        "entry   : EventBatch::single(ScoreUpdate), {payload_len} bytes protobuf (+{} bytes record header in FileLogStore/raw)",
         record::HEADER_LEN
     );
     let _ = writeln!(

@@ -113,10 +113,11 @@ pub enum MembershipError {
     NotLeader(ForwardToLeader<NodeId, PeerAddr>),
     /// Boxed: OpenRaft's error is large and this one travels in `Result`s.
     #[error("raft refused the membership change: {0}")]
-    Raft(#[source] Box<WriteError>),
+    Raft(#[source] Box<RaftWriteError>),
 }
 
-type WriteError = RaftError<NodeId, ClientWriteError<NodeId, PeerAddr>>;
+/// OpenRaft's error for a membership write.
+type RaftWriteError = RaftError<NodeId, ClientWriteError<NodeId, PeerAddr>>;
 
 /// Adds (or re-adds) a node. Must be called on the leader, one call at a time.
 pub async fn join(raft: &Raft, request: &JoinRequest, timeout: Duration) -> Result<JoinOutcome, MembershipError> {
@@ -175,7 +176,7 @@ pub async fn remove(raft: &Raft, id: NodeId, timeout: Duration) -> Result<(), Me
 async fn retry_until<T, F, Fut>(deadline: Instant, timeout: Duration, mut op: F) -> Result<T, MembershipError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, WriteError>>,
+    Fut: std::future::Future<Output = Result<T, RaftWriteError>>,
 {
     loop {
         let result = match tokio::time::timeout_at(deadline, op()).await {

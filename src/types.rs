@@ -12,8 +12,8 @@ pub type NodeId = u64;
 openraft::declare_raft_types!(
     /// OpenRaft's type parameters for gameraft.
     pub TypeConfig:
-        D = Command,
-        R = CommandResult,
+        D = EventBatch,
+        R = EventBatchResult,
         NodeId = NodeId,
         Node = PeerAddr,
         Entry = openraft::Entry<TypeConfig>,
@@ -62,7 +62,7 @@ impl fmt::Display for PeerAddr {
 /// entry, so that whether an event is a duplicate is decided from the log
 /// alone, the same way on every node (see `state_machine/request_ids.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command {
+pub struct EventBatch {
     pub events: Vec<ProposedEvent>,
     /// The proposing leader's wall clock, in milliseconds since the Unix
     /// epoch. The state machine never goes back in time: an entry's time is
@@ -87,7 +87,7 @@ pub const EVENT_OVERHEAD_BYTES: usize = 64;
 /// id, first position, time and window, tags and the record header.
 pub const ENTRY_OVERHEAD_BYTES: usize = 512;
 
-/// One event of a [`Command`], with the request id it was sent under.
+/// One event of a [`EventBatch`], with the request id it was sent under.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProposedEvent {
     /// The client's request id, or one the first node assigned (`auto-…`);
@@ -97,7 +97,7 @@ pub struct ProposedEvent {
     pub event: CriticalEvent,
 }
 
-impl Command {
+impl EventBatch {
     /// One event with no request id and no duplicate check (tests and
     /// benchmarks of the log; the API always sends an id).
     pub fn single(event: CriticalEvent) -> Self {
@@ -115,11 +115,11 @@ impl Command {
     }
 }
 
-impl fmt::Display for Command {
+impl fmt::Display for EventBatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Command({} events, at {} ms, window {} ms)",
+            "EventBatch({} events, at {} ms, window {} ms)",
             self.events.len(),
             self.proposed_at_ms,
             self.request_id_window_ms
@@ -127,10 +127,10 @@ impl fmt::Display for Command {
     }
 }
 
-/// What applying one entry produced: one outcome per event of a `Command`
+/// What applying one entry produced: one outcome per event of a `EventBatch`
 /// (none for blank and membership entries).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandResult {
+pub struct EventBatchResult {
     pub events: Vec<EventOutcome>,
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gameraft::event::CriticalEvent;
 use gameraft::state_machine::GameStateMachine;
 use gameraft::storage::{DataDir, FileLogStore};
-use gameraft::types::{Command, Entry, LogId, Membership, PeerAddr, Vote};
+use gameraft::types::{Entry, EventBatch, LogId, Membership, PeerAddr, Vote};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload, RaftSnapshotBuilder};
 
@@ -48,7 +48,7 @@ pub async fn generate(path: &Path, events: u64, addr: PeerAddr) -> Generated {
         let batch: Vec<Entry> = (next..end)
             .map(|index| Entry {
                 log_id: LogId::new(leader, index),
-                payload: EntryPayload::Normal(Command::single(event(index - 2))),
+                payload: EntryPayload::Normal(EventBatch::single(event(index - 2))),
             })
             .collect();
         state_machine.apply(batch).await.expect("apply a batch of generated events");

@@ -6,7 +6,7 @@
 //! leader (a client's, or one a follower forwarded over HTTP: both reach
 //! `POST /events` on this node) is queued, and one task takes everything
 //! queued, up to `--write-batch-max-events` events and
-//! `--write-batch-max-bytes` bytes, into one [`Command`], stamps it with its
+//! `--write-batch-max-bytes` bytes, into one [`EventBatch`], stamps it with its
 //! wall-clock time and the request-id window, and proposes it.
 //!
 //! No entry exceeds what a peer accepts: an event counts its JSON plus
@@ -33,7 +33,7 @@ use openraft::error::ClientWriteError;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::config::NodeConfig;
-use crate::types::{Command, EventOutcome, ProposedEvent, Raft, ENTRY_OVERHEAD_BYTES, EVENT_OVERHEAD_BYTES};
+use crate::types::{EventBatch, EventOutcome, ProposedEvent, Raft, ENTRY_OVERHEAD_BYTES, EVENT_OVERHEAD_BYTES};
 
 /// Why a write got no outcome; the same for every event of its batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,7 +67,7 @@ pub struct BatchLimits {
     /// The largest entry a peer accepts ([`NodeConfig::entry_limit_bytes`]).
     pub entry_limit: usize,
     pub in_flight: usize,
-    /// Stamped into every entry (see [`Command::request_id_window_ms`]).
+    /// Stamped into every entry (see [`EventBatch::request_id_window_ms`]).
     pub request_id_window_ms: u64,
 }
 
@@ -181,7 +181,8 @@ async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>, limits: BatchLimits
             continue;
         }
         let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.event, p.reply)).unzip();
-        let command = Command { events, proposed_at_ms: now_ms(), request_id_window_ms: limits.request_id_window_ms };
+        let command =
+            EventBatch { events, proposed_at_ms: now_ms(), request_id_window_ms: limits.request_id_window_ms };
         // Sent from this task, so entries are proposed in the order batches
         // were cut; the answers are awaited in their own tasks.
         match raft.client_write_ff(command).await {
@@ -300,7 +301,7 @@ mod tests {
             let events: Vec<ProposedEvent> =
                 events.into_iter().map(|(request_id, event)| ProposedEvent { request_id, event }).collect();
             let counted: usize = events.iter().map(event_bytes).sum::<usize>() + ENTRY_OVERHEAD_BYTES;
-            let command = Command { events, proposed_at_ms: u64::MAX, request_id_window_ms: u64::MAX };
+            let command = EventBatch { events, proposed_at_ms: u64::MAX, request_id_window_ms: u64::MAX };
             let log_id = LogId::new(CommittedLeaderId::new(u64::MAX, u64::MAX), u64::MAX);
             let entry = Entry { log_id, payload: EntryPayload::Normal(command) };
 

@@ -16,8 +16,8 @@ use openraft::{AnyError, CommittedLeaderId, EntryPayload, ErrorSubject, ErrorVer
 use super::pb;
 use crate::event::CriticalEvent;
 use crate::types::{
-    Command, Entry, LogId, Membership, NodeId, PeerAddr, ProposedEvent, SnapshotMeta, StorageError, StoredMembership,
-    TypeConfig, Vote,
+    Entry, EventBatch, LogId, Membership, NodeId, PeerAddr, ProposedEvent, SnapshotMeta, StorageError,
+    StoredMembership, TypeConfig, Vote,
 };
 
 /// A protobuf message that does not describe a valid OpenRaft message.
@@ -183,8 +183,8 @@ impl TryFrom<pb::CriticalEvent> for CriticalEvent {
     }
 }
 
-impl From<Command> for pb::Command {
-    fn from(command: Command) -> Self {
+impl From<EventBatch> for pb::Command {
+    fn from(command: EventBatch) -> Self {
         let (request_ids, events) = command
             .events
             .into_iter()
@@ -200,7 +200,7 @@ impl From<Command> for pb::Command {
     }
 }
 
-impl TryFrom<pb::Command> for Command {
+impl TryFrom<pb::Command> for EventBatch {
     type Error = ConvertError;
     fn try_from(command: pb::Command) -> Result<Self, ConvertError> {
         if command.legacy_request_id_window != 0 {
@@ -227,7 +227,7 @@ impl TryFrom<pb::Command> for Command {
                 Ok(ProposedEvent { request_id, event: CriticalEvent::try_from(event)? })
             })
             .collect::<Result<_, ConvertError>>()?;
-        Ok(Command {
+        Ok(EventBatch {
             events,
             proposed_at_ms: command.proposed_at_ms,
             request_id_window_ms: command.request_id_window_ms,

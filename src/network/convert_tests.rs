@@ -84,7 +84,7 @@ fn entry() -> impl Strategy<Value = Entry> {
             |(events, proposed_at_ms, request_id_window_ms)| {
                 let events =
                     events.into_iter().map(|(request_id, event)| ProposedEvent { request_id, event }).collect();
-                EntryPayload::Normal(Command { events, proposed_at_ms, request_id_window_ms })
+                EntryPayload::Normal(EventBatch { events, proposed_at_ms, request_id_window_ms })
             }
         ),
         membership().prop_map(EntryPayload::Membership),
@@ -206,7 +206,7 @@ fn missing_required_fields_are_errors_not_panics() {
     let no_payload = pb::Entry { log_id: Some(pb::LogId::default()), payload: None };
     assert!(matches!(Entry::try_from(no_payload), Err(ConvertError::Missing(_))));
     let no_kind = pb::Command { events: vec![pb::CriticalEvent { kind: None }], ..Default::default() };
-    assert_eq!(Command::try_from(no_kind).unwrap_err(), ConvertError::Missing("critical_event.kind"));
+    assert_eq!(EventBatch::try_from(no_kind).unwrap_err(), ConvertError::Missing("critical_event.kind"));
     let leave = pb::CriticalEvent::from(CriticalEvent::PlayerLeave { player_id: 1, timestamp: 2 });
     let short_ids = pb::Command {
         events: vec![leave.clone(), leave.clone()],
@@ -215,7 +215,7 @@ fn missing_required_fields_are_errors_not_panics() {
         ..Default::default()
     };
     assert_eq!(
-        Command::try_from(short_ids).unwrap_err(),
+        EventBatch::try_from(short_ids).unwrap_err(),
         ConvertError::Length { field: "command.request_ids", expected: 2, got: 1 }
     );
     // An entry of an earlier build (a window counted in events) is refused,
@@ -226,7 +226,10 @@ fn missing_required_fields_are_errors_not_panics() {
         legacy_request_id_window: 100_000,
         ..Default::default()
     };
-    assert_eq!(Command::try_from(earlier).unwrap_err(), ConvertError::EarlierBuild("command.legacy_request_id_window"));
+    assert_eq!(
+        EventBatch::try_from(earlier).unwrap_err(),
+        ConvertError::EarlierBuild("command.legacy_request_id_window")
+    );
     let bad_kind = pb::VoteReply {
         result: Some(pb::vote_reply::Result::Failure(pb::RaftFailure { kind: 42, message: String::new() })),
     };

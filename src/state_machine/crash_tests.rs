@@ -16,7 +16,7 @@ use openraft::{CommittedLeaderId, EntryPayload, RaftSnapshotBuilder};
 use super::GameStateMachine;
 use crate::event::CriticalEvent;
 use crate::storage::{DataDirError, FileLogStore};
-use crate::types::{Command, Entry, LogId, Membership, PeerAddr, StorageError};
+use crate::types::{Entry, EventBatch, LogId, Membership, PeerAddr, StorageError};
 
 fn log_id(index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(1, 1), index)
@@ -38,7 +38,7 @@ fn entry(index: u64) -> Entry {
                 .into_iter()
                 .collect::<std::collections::BTreeMap<_, _>>(),
         )),
-        _ => EntryPayload::Normal(Command::single(event(index))),
+        _ => EntryPayload::Normal(EventBatch::single(event(index))),
     };
     Entry { log_id: log_id(index), payload }
 }

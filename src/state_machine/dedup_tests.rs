@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 use super::GameStateMachine;
 use crate::event::CriticalEvent;
-use crate::types::{Command, Entry, EventOutcome, LogId, Membership, ProposedEvent};
+use crate::types::{Entry, EventBatch, EventOutcome, LogId, Membership, ProposedEvent};
 
 /// A window long enough that nothing leaves it in these tests.
 const LONG: u64 = 1 << 40;
@@ -24,14 +24,14 @@ fn event(tag: u64) -> CriticalEvent {
     CriticalEvent::ScoreUpdate { player_id: tag, score: 0, timestamp: tag }
 }
 
-/// A `Command` entry at `index`, stamped `at_ms` with `window_ms`, holding
+/// A `EventBatch` entry at `index`, stamped `at_ms` with `window_ms`, holding
 /// one event per (id, event tag).
 fn command(index: u64, at_ms: u64, window_ms: u64, events: &[(Option<&str>, u64)]) -> Entry {
     let events = events
         .iter()
         .map(|(id, tag)| ProposedEvent { request_id: id.map(str::to_string), event: event(*tag) })
         .collect();
-    let command = Command { events, proposed_at_ms: at_ms, request_id_window_ms: window_ms };
+    let command = EventBatch { events, proposed_at_ms: at_ms, request_id_window_ms: window_ms };
     Entry { log_id: log_id(index), payload: EntryPayload::Normal(command) }
 }
 

@@ -40,7 +40,7 @@ use super::CommittedEvent;
 use crate::event::CriticalEvent;
 use crate::storage::record::{self, ScanEnd};
 use crate::storage::{ByteFile, DataDirError};
-use crate::types::{Command, CommandResult, EventOutcome, LogId, Membership, SnapshotMeta, StoredMembership};
+use crate::types::{EventBatch, EventBatchResult, EventOutcome, LogId, Membership, SnapshotMeta, StoredMembership};
 
 pub(super) const CURRENT_FILE: &str = "CURRENT";
 pub(super) const DAT_FILE: &str = "events.dat";
@@ -232,7 +232,7 @@ impl Generation {
         state: &mut AppliedState,
         entries: Vec<Applied>,
         ids: &mut RequestIds,
-    ) -> io::Result<Vec<CommandResult>> {
+    ) -> io::Result<Vec<EventBatchResult>> {
         let mut pending = Pending::default();
         let mut results = Vec::with_capacity(entries.len());
         for applied in entries {
@@ -308,7 +308,7 @@ impl Generation {
             let bytes = serde_json::to_vec(&entry).map_err(io::Error::other)?;
             record::encode(&mut pending.dat, &bytes).map_err(io::Error::other)?;
             state.last_applied = Some(applied.log_id);
-            results.push(CommandResult { events: outcomes });
+            results.push(EventBatchResult { events: outcomes });
         }
         pending.write(self, state)?;
         Ok(results)
@@ -492,7 +492,7 @@ pub struct Applied {
 pub enum AppliedPayloadIn {
     Blank,
     Membership(Membership),
-    Events(Command),
+    Events(EventBatch),
 }
 
 /// Records and index entries built but not yet written.

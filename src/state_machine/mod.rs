@@ -50,7 +50,7 @@ use self::writeback::Writeback;
 use crate::event::CriticalEvent;
 use crate::locks::{read, write};
 use crate::storage::{DataDirError, DurableWatermark};
-use crate::types::{CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::types::{Entry, EventBatchResult, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// A critical event as committed: its position in the event log, the Raft
 /// log index of the entry that carried it, and its request id.
@@ -211,7 +211,7 @@ impl RaftStateMachine<TypeConfig> for GameStateMachine {
         Ok((live.state.last_applied, live.state.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<EventBatchResult>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,

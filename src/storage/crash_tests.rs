@@ -14,13 +14,13 @@ use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader};
 
 use super::{DataDirError, FileLogStore};
 use crate::event::CriticalEvent;
-use crate::types::{Command, Entry, LogId, Vote};
+use crate::types::{Entry, EventBatch, LogId, Vote};
 
 fn entry(index: u64) -> Entry {
     let event = CriticalEvent::PlayerJoin { player_id: index, name: "p".repeat(index as usize % 13), timestamp: index };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Command::single(event)),
+        payload: EntryPayload::Normal(EventBatch::single(event)),
     }
 }
 

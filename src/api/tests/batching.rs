@@ -174,7 +174,7 @@ async fn no_entry_exceeds_the_entry_limit_and_an_event_too_large_alone_is_refuse
 
     use crate::api::{BatchLimits, WriteBatcher, WriteError};
     use crate::network::pb;
-    use crate::types::{Command, Entry, ENTRY_OVERHEAD_BYTES};
+    use crate::types::{Entry, EventBatch, ENTRY_OVERHEAD_BYTES};
 
     let (node, _app, _data) = single_node().await;
     // The byte bound is generous; the entry limit (what a peer accepts) is
@@ -198,7 +198,7 @@ async fn no_entry_exceeds_the_entry_limit_and_an_event_too_large_alone_is_refuse
     for (index, events) in entries {
         let counted: usize = events.iter().map(crate::api::batcher::event_bytes).sum::<usize>() + ENTRY_OVERHEAD_BYTES;
         assert!(counted <= LIMIT, "entry {index} counts {counted} bytes");
-        let command = Command { events, proposed_at_ms: u64::MAX, request_id_window_ms: u64::MAX };
+        let command = EventBatch { events, proposed_at_ms: u64::MAX, request_id_window_ms: u64::MAX };
         let entry = Entry {
             log_id: crate::types::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
             payload: openraft::EntryPayload::Normal(command),
