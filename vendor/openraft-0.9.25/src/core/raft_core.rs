@@ -784,6 +784,29 @@ where
         }
     }
 
+    /// Answers `ForwardToLeader` to clients whose entries will never be
+    /// applied here (patched: shared by `DeleteConflictLog` and `PurgeLog`).
+    fn send_forward_to_leader(&self, responders: BTreeMap<u64, ResponderOf<C>>) {
+        if responders.is_empty() {
+            return;
+        }
+        let leader_id = self.current_leader();
+        let leader_node = self.get_leader_node(leader_id.clone());
+
+        // False positive lint warning(`non-binding `let` on a future`): https://github.com/rust-lang/rust-clippy/issues/9932
+        #[allow(clippy::let_underscore_future)]
+        let _ = C::spawn(async move {
+            for (log_index, tx) in responders.into_iter() {
+                tx.send(Err(ClientWriteError::ForwardToLeader(ForwardToLeader {
+                    leader_id: leader_id.clone(),
+                    leader_node: leader_node.clone(),
+                })));
+
+                tracing::debug!("sent ForwardToLeader for log_index: {}", log_index,);
+            }
+        });
+    }
+
     /// Send result of applying a log entry to its client.
     #[tracing::instrument(level = "debug", skip_all)]
     pub(super) fn send_response(entry: ApplyingEntry<C::NodeId, C::Node>, resp: C::R, tx: Option<ResponderOf<C>>) {
@@ -1665,17 +1688,7 @@ where
                 // Normally purge follows apply and nothing is left here.
                 let kept = self.client_resp_channels.split_off(&(upto.index + 1));
                 let stranded = std::mem::replace(&mut self.client_resp_channels, kept);
-                if !stranded.is_empty() {
-                    let leader_id = self.current_leader();
-                    let leader_node = self.get_leader_node(leader_id.clone());
-                    for (log_index, tx) in stranded.into_iter() {
-                        tx.send(Err(ClientWriteError::ForwardToLeader(ForwardToLeader {
-                            leader_id: leader_id.clone(),
-                            leader_node: leader_node.clone(),
-                        })));
-                        tracing::debug!("sent ForwardToLeader for purged log_index: {}", log_index);
-                    }
-                }
+                self.send_forward_to_leader(stranded);
 
                 self.engine.state.io_state_mut().update_purged(Some(upto));
             }
@@ -1684,23 +1697,7 @@ where
 
                 // Inform clients waiting for logs to be applied.
                 let removed = self.client_resp_channels.split_off(&since.index);
-                if !removed.is_empty() {
-                    let leader_id = self.current_leader();
-                    let leader_node = self.get_leader_node(leader_id.clone());
-
-                    // False positive lint warning(`non-binding `let` on a future`): https://github.com/rust-lang/rust-clippy/issues/9932
-                    #[allow(clippy::let_underscore_future)]
-                    let _ = C::spawn(async move {
-                        for (log_index, tx) in removed.into_iter() {
-                            tx.send(Err(ClientWriteError::ForwardToLeader(ForwardToLeader {
-                                leader_id: leader_id.clone(),
-                                leader_node: leader_node.clone(),
-                            })));
-
-                            tracing::debug!("sent ForwardToLeader for log_index: {}", log_index,);
-                        }
-                    });
-                }
+                self.send_forward_to_leader(removed);
             }
             Command::SendVote { vote_req } => {
                 self.spawn_parallel_vote_requests(&vote_req).await;
