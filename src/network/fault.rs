@@ -9,7 +9,6 @@
 //! Without the flag nothing is polled and nothing waits.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -23,10 +22,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// The current injected delay, shared by every peer connection.
 #[derive(Debug, Clone, Default)]
 pub struct PeerDelay {
-    delay_ms: Arc<AtomicU64>,
-    jitter_ms: Arc<AtomicU64>,
-    /// The peers whose RPCs wait; empty means every peer.
-    targets: Arc<RwLock<Vec<NodeId>>>,
+    spec: Arc<RwLock<DelaySpec>>,
 }
 
 /// What the delay file says.
@@ -34,7 +30,22 @@ pub struct PeerDelay {
 struct DelaySpec {
     delay_ms: u64,
     jitter_ms: u64,
+    /// The peers whose RPCs wait; empty means every peer.
     targets: Vec<NodeId>,
+}
+
+impl DelaySpec {
+    /// How long an RPC to `target` waits, if at all.
+    fn pause_for(&self, target: NodeId) -> Option<Duration> {
+        if self.delay_ms == 0 && self.jitter_ms == 0 {
+            return None;
+        }
+        if !self.targets.is_empty() && !self.targets.contains(&target) {
+            return None;
+        }
+        let extra = if self.jitter_ms > 0 { rand::thread_rng().gen_range(0..=self.jitter_ms) } else { 0 };
+        Some(Duration::from_millis(self.delay_ms + extra))
+    }
 }
 
 impl PeerDelay {
@@ -43,14 +54,16 @@ impl PeerDelay {
         let delay = Self::default();
         let shared = delay.clone();
         tokio::spawn(async move {
-            let mut last = None;
+            // The first reading is logged even when it is "no delay".
+            let mut read_once = false;
             loop {
                 let parsed = match tokio::fs::read_to_string(&file).await {
                     Ok(text) => parse(&text),
                     Err(_) => Some(DelaySpec::default()),
                 };
                 let current = parsed.clone().unwrap_or_default();
-                if last.as_ref() != Some(&current) {
+                let changed = !read_once || *crate::locks::read(&shared.spec) != current;
+                if changed {
                     tracing::warn!(
                         delay_ms = current.delay_ms,
                         jitter_ms = current.jitter_ms,
@@ -60,8 +73,8 @@ impl PeerDelay {
                     if parsed.is_none() {
                         tracing::warn!(file = %file.display(), "peer delay file unreadable; no delay");
                     }
-                    shared.set(&current);
-                    last = Some(current);
+                    *crate::locks::write(&shared.spec) = current;
+                    read_once = true;
                 }
                 tokio::time::sleep(POLL_INTERVAL).await;
             }
@@ -69,28 +82,12 @@ impl PeerDelay {
         delay
     }
 
-    fn set(&self, spec: &DelaySpec) {
-        *crate::locks::write(&self.targets) = spec.targets.clone();
-        self.delay_ms.store(spec.delay_ms, Ordering::Relaxed);
-        self.jitter_ms.store(spec.jitter_ms, Ordering::Relaxed);
-    }
-
     /// Waits the injected delay, if any applies to RPCs to `target`.
     pub async fn wait(&self, target: NodeId) {
-        let delay = self.delay_ms.load(Ordering::Relaxed);
-        let jitter = self.jitter_ms.load(Ordering::Relaxed);
-        if delay == 0 && jitter == 0 {
-            return;
+        let pause = crate::locks::read(&self.spec).pause_for(target);
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
         }
-        let applies = {
-            let targets = crate::locks::read(&self.targets);
-            targets.is_empty() || targets.contains(&target)
-        };
-        if !applies {
-            return;
-        }
-        let extra = if jitter > 0 { rand::thread_rng().gen_range(0..=jitter) } else { 0 };
-        tokio::time::sleep(Duration::from_millis(delay + extra)).await;
     }
 }
 
@@ -133,7 +130,7 @@ mod tests {
         let delay = PeerDelay::from_file(file.clone());
         std::fs::write(&file, "30 0").expect("write");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while delay.delay_ms.load(Ordering::Relaxed) != 30 {
+        while crate::locks::read(&delay.spec).delay_ms != 30 {
             assert!(tokio::time::Instant::now() < deadline, "delay never picked up");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -143,7 +140,7 @@ mod tests {
 
         // Only RPCs to node 2: one to node 7 leaves at once.
         std::fs::write(&file, "30000 0 2").expect("write");
-        while crate::locks::read(&delay.targets).is_empty() {
+        while crate::locks::read(&delay.spec).targets.is_empty() {
             assert!(tokio::time::Instant::now() < deadline, "targets never picked up");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -153,7 +150,7 @@ mod tests {
         assert!(to_target.is_err(), "an RPC to the named peer did not wait");
 
         std::fs::remove_file(&file).expect("remove");
-        while delay.delay_ms.load(Ordering::Relaxed) != 0 {
+        while crate::locks::read(&delay.spec).delay_ms != 0 {
             assert!(tokio::time::Instant::now() < deadline, "delay never cleared");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
