@@ -17,108 +17,59 @@ use serde::Serialize;
 use crate::membership::MembershipError;
 use crate::types::NodeId;
 
-/// Every error code the API answers with, and its HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    MalformedJson,
-    InvalidBody,
-    InvalidField,
-    UnknownEventType,
-    InvalidRequestId,
-    ConflictingRequestId,
-    InvalidQuery,
-    InvalidPath,
-    NotFound,
-    UnknownNode,
-    RequestIdReused,
-    AddressConflict,
-    LastVoter,
-    PayloadTooLarge,
-    UnsupportedContentType,
-    StorageError,
-    WriteFailed,
-    MembershipFailed,
-    NotLeader,
-    NotReady,
-    OutcomeUnknown,
-    MembershipTimeout,
+/// Declares [`ErrorCode`] from one table, so that its list, its codes and
+/// its statuses cannot drift apart.
+macro_rules! error_codes {
+    ($($variant:ident => $code:literal, $status:ident;)*) => {
+        /// Every error code the API answers with, and its HTTP status.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the README's order (by status).
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The `error` field of the JSON body.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// Every code, in the README's order (by status).
-    pub const ALL: [ErrorCode; 22] = [
-        ErrorCode::MalformedJson,
-        ErrorCode::InvalidBody,
-        ErrorCode::InvalidRequestId,
-        ErrorCode::ConflictingRequestId,
-        ErrorCode::InvalidQuery,
-        ErrorCode::InvalidPath,
-        ErrorCode::NotFound,
-        ErrorCode::UnknownNode,
-        ErrorCode::RequestIdReused,
-        ErrorCode::AddressConflict,
-        ErrorCode::LastVoter,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::UnsupportedContentType,
-        ErrorCode::UnknownEventType,
-        ErrorCode::InvalidField,
-        ErrorCode::StorageError,
-        ErrorCode::WriteFailed,
-        ErrorCode::MembershipFailed,
-        ErrorCode::NotLeader,
-        ErrorCode::NotReady,
-        ErrorCode::OutcomeUnknown,
-        ErrorCode::MembershipTimeout,
-    ];
-
-    /// The `error` field of the JSON body.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MalformedJson => "malformed_json",
-            ErrorCode::InvalidBody => "invalid_body",
-            ErrorCode::InvalidField => "invalid_field",
-            ErrorCode::UnknownEventType => "unknown_event_type",
-            ErrorCode::InvalidRequestId => "invalid_request_id",
-            ErrorCode::ConflictingRequestId => "conflicting_request_id",
-            ErrorCode::InvalidQuery => "invalid_query",
-            ErrorCode::InvalidPath => "invalid_path",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::UnknownNode => "unknown_node",
-            ErrorCode::RequestIdReused => "request_id_reused",
-            ErrorCode::AddressConflict => "address_conflict",
-            ErrorCode::LastVoter => "last_voter",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::UnsupportedContentType => "unsupported_content_type",
-            ErrorCode::StorageError => "storage_error",
-            ErrorCode::WriteFailed => "write_failed",
-            ErrorCode::MembershipFailed => "membership_failed",
-            ErrorCode::NotLeader => "not_leader",
-            ErrorCode::NotReady => "not_ready",
-            ErrorCode::OutcomeUnknown => "outcome_unknown",
-            ErrorCode::MembershipTimeout => "membership_timeout",
-        }
-    }
-
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::MalformedJson
-            | ErrorCode::InvalidBody
-            | ErrorCode::InvalidRequestId
-            | ErrorCode::ConflictingRequestId
-            | ErrorCode::InvalidQuery
-            | ErrorCode::InvalidPath => StatusCode::BAD_REQUEST,
-            ErrorCode::NotFound | ErrorCode::UnknownNode => StatusCode::NOT_FOUND,
-            ErrorCode::RequestIdReused | ErrorCode::AddressConflict | ErrorCode::LastVoter => StatusCode::CONFLICT,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::UnknownEventType | ErrorCode::InvalidField => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::StorageError | ErrorCode::WriteFailed | ErrorCode::MembershipFailed => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            ErrorCode::NotLeader | ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::OutcomeUnknown | ErrorCode::MembershipTimeout => StatusCode::GATEWAY_TIMEOUT,
-        }
-    }
+error_codes! {
+    MalformedJson => "malformed_json", BAD_REQUEST;
+    InvalidBody => "invalid_body", BAD_REQUEST;
+    InvalidRequestId => "invalid_request_id", BAD_REQUEST;
+    ConflictingRequestId => "conflicting_request_id", BAD_REQUEST;
+    InvalidQuery => "invalid_query", BAD_REQUEST;
+    InvalidPath => "invalid_path", BAD_REQUEST;
+    NotFound => "not_found", NOT_FOUND;
+    UnknownNode => "unknown_node", NOT_FOUND;
+    RequestIdReused => "request_id_reused", CONFLICT;
+    AddressConflict => "address_conflict", CONFLICT;
+    LastVoter => "last_voter", CONFLICT;
+    PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
+    UnsupportedContentType => "unsupported_content_type", UNSUPPORTED_MEDIA_TYPE;
+    UnknownEventType => "unknown_event_type", UNPROCESSABLE_ENTITY;
+    InvalidField => "invalid_field", UNPROCESSABLE_ENTITY;
+    StorageError => "storage_error", INTERNAL_SERVER_ERROR;
+    WriteFailed => "write_failed", INTERNAL_SERVER_ERROR;
+    MembershipFailed => "membership_failed", INTERNAL_SERVER_ERROR;
+    NotLeader => "not_leader", SERVICE_UNAVAILABLE;
+    NotReady => "not_ready", SERVICE_UNAVAILABLE;
+    OutcomeUnknown => "outcome_unknown", GATEWAY_TIMEOUT;
+    MembershipTimeout => "membership_timeout", GATEWAY_TIMEOUT;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
