@@ -4,7 +4,7 @@
 //! cargo bench --bench log_store
 //! ```
 //!
-//! Durable appends of Raft entries (each a `EventBatch::single(ScoreUpdate)`)
+//! Durable appends of Raft entries (each an `EventBatch::single(ScoreUpdate)`)
 //! through:
 //!
 //! - **FileLogStore**: `RaftLogStorageExt::blocking_append`, i.e. the real

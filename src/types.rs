@@ -87,7 +87,7 @@ pub const EVENT_OVERHEAD_BYTES: usize = 64;
 /// id, first position, time and window, tags and the record header.
 pub const ENTRY_OVERHEAD_BYTES: usize = 512;
 
-/// One event of a [`EventBatch`], with the request id it was sent under.
+/// One event of an [`EventBatch`], with the request id it was sent under.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProposedEvent {
     /// The client's request id, or one the first node assigned (`auto-…`);
@@ -127,7 +127,7 @@ impl fmt::Display for EventBatch {
     }
 }
 
-/// What applying one entry produced: one outcome per event of a `EventBatch`
+/// What applying one entry produced: one outcome per event of an `EventBatch`
 /// (none for blank and membership entries).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventBatchResult {

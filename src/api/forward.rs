@@ -127,10 +127,11 @@ impl AppState {
     {
         let deadline = Instant::now() + self.settings.leader_wait();
         let hops = hops(headers);
-        // A leader whose port refused, and when to try it again.
-        let mut refused: Option<(NodeId, Instant)> = None;
+        // A leader not to use until the instant given: one whose port
+        // refused (briefly), or this node once it lost leadership.
+        let mut passed_over: Option<(NodeId, Instant)> = None;
         loop {
-            let Some(leader) = self.wait_for_leader(refused, deadline).await else {
+            let Some(leader) = self.wait_for_leader(passed_over, deadline).await else {
                 return ApiError::not_leader(self.leader_hint(self.current_leader())).into_response();
             };
             if leader == self.node_id {
@@ -139,7 +140,7 @@ impl AppState {
                     Err(LocalError::Failed(err)) => return err.into_response(),
                     Err(LocalError::NotLeader) => {
                         tracing::debug!("lost leadership before the request was applied; retrying on the new leader");
-                        refused = Some((self.node_id, deadline));
+                        passed_over = Some((self.node_id, deadline));
                         continue;
                     }
                 }
@@ -154,7 +155,7 @@ impl AppState {
                 Ok(response) => return response,
                 Err(ForwardError::NotSent(err)) => {
                     tracing::debug!(leader, %err, "leader unreachable; trying it again shortly or another leader");
-                    refused = Some((leader, Instant::now() + REFUSED_LEADER_RETRY));
+                    passed_over = Some((leader, Instant::now() + REFUSED_LEADER_RETRY));
                 }
                 Err(err @ ForwardError::NoAnswer(_)) => {
                     return ApiError::no_answer_from_leader(&err, self.settings.retry_horizon()).into_response();

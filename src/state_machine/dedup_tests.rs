@@ -24,7 +24,7 @@ fn event(tag: u64) -> CriticalEvent {
     CriticalEvent::ScoreUpdate { player_id: tag, score: 0, timestamp: tag }
 }
 
-/// A `EventBatch` entry at `index`, stamped `at_ms` with `window_ms`, holding
+/// An `EventBatch` entry at `index`, stamped `at_ms` with `window_ms`, holding
 /// one event per (id, event tag).
 fn command(index: u64, at_ms: u64, window_ms: u64, events: &[(Option<&str>, u64)]) -> Entry {
     let events = events

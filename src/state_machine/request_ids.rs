@@ -1,6 +1,6 @@
 //! The request ids of recent events, for exactly-once appends.
 //!
-//! The rule, applied to every event of a `EventBatch` in order: an event whose
+//! The rule, applied to every event of an `EventBatch` in order: an event whose
 //! request id was carried by an event applied at a log time at most `W`
 //! earlier (`W` the window the leader stamped into the entry) is not
 //! appended. If the two events are the same (equal fingerprints) it is a
