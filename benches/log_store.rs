@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gameraft::event::CriticalEvent;
-use gameraft::network::pb;
+use gameraft::proto::pb;
 use gameraft::storage::{record, FileLogStore};
 use gameraft::types::{Entry, EventBatch, LogId};
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};

@@ -43,6 +43,7 @@ pub mod locks;
 pub mod membership;
 pub mod network;
 pub mod node;
+pub mod proto;
 pub mod registry;
 pub mod state_machine;
 pub mod storage;

@@ -267,7 +267,7 @@ mod tests {
 
     use super::*;
     use crate::event::CriticalEvent;
-    use crate::network::pb;
+    use crate::proto::pb;
     use crate::state_machine::GameStateMachine;
     use crate::storage::record;
     use crate::types::{Entry, LogId};

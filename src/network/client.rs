@@ -16,10 +16,10 @@ use openraft::raft::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::convert::ConvertError;
+use crate::proto::ConvertError;
 use super::fault::PeerDelay;
-use super::pb;
-use super::pb::raft_service_client::RaftServiceClient;
+use crate::proto::pb;
+use crate::proto::pb::raft_service_client::RaftServiceClient;
 use super::MAX_MESSAGE_BYTES;
 use crate::identity::NodeIdentity;
 use crate::types::{NodeId, PeerAddr, TypeConfig};

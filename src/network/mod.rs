@@ -4,19 +4,12 @@
 //!  leader: openraft core ──> PeerNetwork (client.rs) ──gRPC──> RaftGrpcService (server.rs) ──> follower's Raft
 //! ```
 //!
-//! Messages are typed protobuf (`proto/raft.proto`); `convert.rs` maps them to
-//! and from OpenRaft's types.
+//! Messages are typed protobuf (`proto/raft.proto`); [`crate::proto`] maps them
+//! to and from OpenRaft's types.
 
 pub mod client;
-pub mod convert;
 pub mod fault;
 pub mod server;
-
-/// Code generated from `proto/raft.proto`.
-#[allow(clippy::all, missing_docs)]
-pub mod pb {
-    tonic::include_proto!("gameraft.raft.v1");
-}
 
 pub use client::PeerNetwork;
 pub use server::RaftGrpcService;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use openraft::raft::AppendEntriesResponse;
 use tonic::{Request, Response, Status};
 
-use super::pb;
-use super::pb::raft_service_server::{RaftService, RaftServiceServer};
+use crate::proto::pb;
+use crate::proto::pb::raft_service_server::{RaftService, RaftServiceServer};
 use super::MAX_MESSAGE_BYTES;
 use crate::failover::AppendEntriesClock;
 use crate::identity::{NodeIdentity, Refusal};

@@ -47,7 +47,7 @@ use super::data_dir::{atomic_write, read_json, sync_dir, DataDirError};
 use super::record;
 use super::watermark::PurgeLimit;
 use super::ByteFile;
-use crate::network::pb;
+use crate::proto::pb;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// A new segment is started once the active one passes this size.

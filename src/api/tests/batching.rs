@@ -173,7 +173,7 @@ async fn no_entry_exceeds_the_entry_limit_and_an_event_too_large_alone_is_refuse
     use prost::Message;
 
     use crate::api::{BatchLimits, WriteBatcher, WriteError};
-    use crate::network::pb;
+    use crate::proto::pb;
     use crate::types::{Entry, EventBatch, ENTRY_OVERHEAD_BYTES};
 
     let (node, _app, _data) = single_node().await;

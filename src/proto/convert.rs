@@ -29,8 +29,6 @@ pub enum ConvertError {
     UnknownEnumValue { field: &'static str, value: i32 },
     #[error("field `{field}` has {got} values where {expected} are expected")]
     Length { field: &'static str, expected: usize, got: usize },
-    #[error("field `{0}` is set: the entry was written by an earlier gameraft build, which this build does not read")]
-    EarlierBuild(&'static str),
 }
 
 impl From<ConvertError> for tonic::Status {
@@ -193,7 +191,6 @@ impl From<EventBatch> for pb::Command {
         pb::Command {
             events,
             request_ids,
-            legacy_request_id_window: 0,
             proposed_at_ms: command.proposed_at_ms,
             request_id_window_ms: command.request_id_window_ms,
         }
@@ -203,9 +200,6 @@ impl From<EventBatch> for pb::Command {
 impl TryFrom<pb::Command> for EventBatch {
     type Error = ConvertError;
     fn try_from(command: pb::Command) -> Result<Self, ConvertError> {
-        if command.legacy_request_id_window != 0 {
-            return Err(ConvertError::EarlierBuild("command.legacy_request_id_window"));
-        }
         // No ids at all: an entry without request ids (tests, benchmarks).
         let mut request_ids = match command.request_ids.len() {
             0 => vec![String::new(); command.events.len()],

@@ -218,18 +218,6 @@ fn missing_required_fields_are_errors_not_panics() {
         EventBatch::try_from(short_ids).unwrap_err(),
         ConvertError::Length { field: "command.request_ids", expected: 2, got: 1 }
     );
-    // An entry of an earlier build (a window counted in events) is refused,
-    // not read as one without a duplicate check.
-    let earlier = pb::Command {
-        events: vec![leave],
-        request_ids: vec!["a".into()],
-        legacy_request_id_window: 100_000,
-        ..Default::default()
-    };
-    assert_eq!(
-        EventBatch::try_from(earlier).unwrap_err(),
-        ConvertError::EarlierBuild("command.legacy_request_id_window")
-    );
     let bad_kind = pb::VoteReply {
         result: Some(pb::vote_reply::Result::Failure(pb::RaftFailure { kind: 42, message: String::new() })),
     };
