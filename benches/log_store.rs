@@ -43,9 +43,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use gameraft::disk::record;
 use gameraft::event::CriticalEvent;
 use gameraft::proto::pb;
-use gameraft::storage::{record, FileLogStore};
+use gameraft::raft_log::FileLogStore;
 use gameraft::types::{Entry, EventBatch, LogId};
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};

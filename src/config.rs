@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::disk::record::MAX_PAYLOAD_LEN;
 use crate::network::MAX_MESSAGE_BYTES;
-use crate::storage::record::MAX_PAYLOAD_LEN;
 use crate::types::{NodeId, ENTRY_OVERHEAD_BYTES, EVENT_OVERHEAD_BYTES};
 
 /// How many times a request may be forwarded from node to node, so that

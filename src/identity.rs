@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use tonic::metadata::{MetadataMap, MetadataValue};
 
-use crate::storage::{DataDir, DataDirError};
+use crate::disk::format::random_id;
+use crate::disk::{DataDir, DataDirError};
 use crate::types::NodeId;
 
 /// Metadata every peer RPC carries.
@@ -34,15 +35,6 @@ const TO_INCARNATION_HEADER: &str = "gameraft-to-incarnation";
 /// How often the same kind of refusal is logged: peers retry every few
 /// hundred milliseconds.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(5);
-
-/// A new random incarnation (128 bits, hex).
-pub fn new_incarnation() -> String {
-    random_id()
-}
-
-fn random_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
-}
 
 /// Why a peer RPC was refused. The message goes back to the sender and
 /// into both nodes' logs.
@@ -95,7 +87,7 @@ impl NodeIdentity {
 
     /// An in-memory node's identity: a new incarnation every process.
     pub fn in_memory(node_id: NodeId) -> Self {
-        Self::build(node_id, new_incarnation(), None, None)
+        Self::build(node_id, random_id(), None, None)
     }
 
     fn build(node_id: NodeId, incarnation: String, cluster_id: Option<String>, data_dir: Option<Arc<DataDir>>) -> Self {

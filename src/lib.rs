@@ -21,8 +21,10 @@
 //! - [`node`]: start-up (bind, Raft, servers, bootstrap or join) and shutdown.
 //! - [`membership`]: joining (learner, catch-up, promotion) and removal, on the leader.
 //! - [`network`]: OpenRaft's RPCs over gRPC, with typed protobuf messages.
-//! - [`storage`]: the data directory and the Raft log store (checksummed segments, fsynced);
-//!   [`state_machine`]: the committed events on disk, snapshots as a prefix of the event file.
+//! - [`disk`]: the data directory, every on-disk format and its version, checksummed records;
+//!   [`raft_log`]: the Raft log store; [`state_machine`]: the committed events on disk,
+//!   snapshots as a prefix of the event file.
+//! - [`proto`]: the protobuf form of OpenRaft's messages, sent by [`network`] and stored by [`raft_log`].
 //! - [`registry`]: node id to addresses, mirrored from the Raft membership.
 //! - [`failover`]: campaigns at once when the leader's process is gone.
 //! - [`identity`]: the cluster id and node incarnation every peer RPC carries and is checked
@@ -35,6 +37,7 @@ pub mod api;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod disk;
 pub mod ephemeral;
 pub mod event;
 pub mod failover;
@@ -44,7 +47,7 @@ pub mod membership;
 pub mod network;
 pub mod node;
 pub mod proto;
+pub mod raft_log;
 pub mod registry;
 pub mod state_machine;
-pub mod storage;
 pub mod types;

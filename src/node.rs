@@ -36,15 +36,16 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::api::{self, AppState, BatchLimits, Forwarder, WriteBatcher};
 use crate::config::{ConfigError, NodeConfig};
+use crate::disk::{DataDir, DataDirError};
 use crate::ephemeral::EphemeralStore;
 use crate::failover;
 use crate::identity::NodeIdentity;
 use crate::membership::{self, JoinRequest};
 use crate::network::fault::PeerDelay;
 use crate::network::{PeerNetwork, RaftGrpcService};
+use crate::raft_log::{FileLogStore, MemLogStore};
 use crate::registry::NodeRegistry;
 use crate::state_machine::GameStateMachine;
-use crate::storage::{DataDir, DataDirError, FileLogStore, MemLogStore};
 use crate::types::{NodeId, PeerAddr, Raft};
 
 /// Why a node could not start or had to stop.

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use gameraft::disk::DataDir;
 use gameraft::event::CriticalEvent;
+use gameraft::raft_log::FileLogStore;
 use gameraft::state_machine::GameStateMachine;
-use gameraft::storage::{DataDir, FileLogStore};
 use gameraft::types::{Entry, EventBatch, LogId, Membership, PeerAddr, Vote};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload, RaftSnapshotBuilder};

@@ -266,10 +266,10 @@ mod tests {
     use prost::Message;
 
     use super::*;
+    use crate::disk::record;
     use crate::event::CriticalEvent;
     use crate::proto::pb;
     use crate::state_machine::GameStateMachine;
-    use crate::storage::record;
     use crate::types::{Entry, LogId};
 
     fn event() -> impl Strategy<Value = CriticalEvent> {

@@ -128,7 +128,7 @@ fn membership_to_local(err: MembershipError) -> LocalError {
     }
 }
 
-/// An incarnation is what `identity::new_incarnation` draws: up to 64 hex
+/// An incarnation is what `disk::format::random_id` draws: up to 64 hex
 /// digits (or none, from a node of a version before incarnations). It is
 /// stored in every membership entry, so its size is bounded.
 fn validate_incarnation(incarnation: &str) -> Result<(), ApiError> {

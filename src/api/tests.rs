@@ -250,8 +250,10 @@ async fn membership_requests_are_validated() {
 #[tokio::test]
 async fn a_node_with_no_leader_answers_the_designs_503() {
     // A node told to join a cluster that does not exist never learns a leader.
+    // In memory: a test must not leave a data directory in the checkout.
     let args = Args::parse_from([
         "serve",
+        "--in-memory",
         "--id",
         "5",
         "--http-addr",

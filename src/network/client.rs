@@ -16,12 +16,12 @@ use openraft::raft::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use crate::proto::ConvertError;
 use super::fault::PeerDelay;
-use crate::proto::pb;
-use crate::proto::pb::raft_service_client::RaftServiceClient;
 use super::MAX_MESSAGE_BYTES;
 use crate::identity::NodeIdentity;
+use crate::proto::pb;
+use crate::proto::pb::raft_service_client::RaftServiceClient;
+use crate::proto::ConvertError;
 use crate::types::{NodeId, PeerAddr, TypeConfig};
 
 /// Creates [`PeerConnection`]s for OpenRaft and keeps one channel per peer.

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use openraft::raft::AppendEntriesResponse;
 use tonic::{Request, Response, Status};
 
-use crate::proto::pb;
-use crate::proto::pb::raft_service_server::{RaftService, RaftServiceServer};
 use super::MAX_MESSAGE_BYTES;
 use crate::failover::AppendEntriesClock;
 use crate::identity::{NodeIdentity, Refusal};
+use crate::proto::pb;
+use crate::proto::pb::raft_service_server::{RaftService, RaftServiceServer};
 use crate::types::Raft;
 
 /// Serves `RaftService` for one node.

@@ -14,8 +14,9 @@ use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, RaftSnapshotBuilder};
 
 use super::GameStateMachine;
+use crate::disk::DataDirError;
 use crate::event::CriticalEvent;
-use crate::storage::{DataDirError, FileLogStore};
+use crate::raft_log::FileLogStore;
 use crate::types::{Entry, EventBatch, LogId, Membership, PeerAddr, StorageError};
 
 fn log_id(index: u64) -> LogId {
@@ -291,7 +292,7 @@ impl Follower {
 
     /// The received snapshot, written as OpenRaft writes its chunks;
     /// `damaged` drops its last bytes, so installing it fails.
-    async fn receive(&mut self, damaged: bool) -> Box<super::SnapshotData> {
+    async fn receive(&mut self, damaged: bool) -> Box<crate::types::SnapshotData> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut bytes = Vec::new();
         self.snapshot.snapshot.read_to_end(&mut bytes).await.unwrap();

@@ -262,25 +262,6 @@ async fn an_installed_snapshot_brings_the_ids_of_its_events() {
     }
 }
 
-#[tokio::test]
-async fn an_event_file_of_an_earlier_build_is_refused_with_an_error_saying_so() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    drop(GameStateMachine::open(dir.path()).expect("open"));
-    let current = std::fs::read_to_string(dir.path().join(super::event_store::CURRENT_FILE)).expect("CURRENT");
-    let dat = dir.path().join(current.trim()).join(super::event_store::DAT_FILE);
-    let earlier = serde_json::json!({
-        "log_id": log_id(1),
-        "first_position": 0,
-        "payload": { "Proposed": { "events": [], "request_id_window": 100_000 } },
-    });
-    let mut bytes = std::fs::read(&dat).expect("read events.dat");
-    crate::storage::record::encode(&mut bytes, &serde_json::to_vec(&earlier).expect("json")).expect("small record");
-    std::fs::write(&dat, bytes).expect("write events.dat");
-
-    let err = GameStateMachine::open(dir.path()).expect_err("an earlier build's record");
-    assert!(err.to_string().contains("earlier gameraft build"), "{err}");
-}
-
 /// One entry for [`model`]: stamped time, window, (id, event) of its events.
 type ModelEntry = (u64, u64, Vec<(Option<u8>, u8)>);
 

@@ -1,14 +1,6 @@
-//! The committed events on disk (or in memory for `--in-memory` nodes).
-//!
-//! ```text
-//! state/
-//!   CURRENT                 name of the live generation, replaced atomically
-//!   gen-000001/
-//!     events.dat            one checksummed record per applied Raft entry
-//!     events.idx            event position -> offset of its record (u64 LE)
-//!     snapshot.json         the snapshot: its meta and the events.dat length it covers
-//!   incoming-<n>/           a snapshot being received; becomes the next generation
-//! ```
+//! The committed events on disk (or in memory for `--in-memory` nodes): the
+//! event list of one generation, `state/gen-<n>/events.dat` and its index
+//! (the files and their records are drawn in `disk/format.rs`).
 //!
 //! Every applied entry, blank and membership ones included, is one record,
 //! so the last record *is* `last_applied`, and membership changes are in
@@ -27,124 +19,19 @@
 //! entry's record with its log time and the request-id window it carried,
 //! so the ids of the last window (the state machine's duplicate check,
 //! `request_ids.rs`) can be rebuilt from the file alone: after a restart,
-//! or from a received snapshot. Records of earlier builds, which had ids
-//! but no times, are refused with an error saying so.
+//! or from a received snapshot.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::request_ids::{fingerprint, Found, RequestIds, Seen};
 use super::CommittedEvent;
-use crate::event::CriticalEvent;
-use crate::storage::record::{self, ScanEnd};
-use crate::storage::{ByteFile, DataDirError};
+use crate::disk::format::{
+    AppliedEntry, AppliedPayload, AppliedState, IdsOfEntry, SnapshotRecord, StoredEvent, DAT_FILE, IDX_FILE,
+};
+use crate::disk::record::{self, ScanEnd};
+use crate::disk::{ByteFile, DataDirError};
 use crate::types::{EventBatch, EventBatchResult, EventOutcome, LogId, Membership, SnapshotMeta, StoredMembership};
-
-pub(super) const CURRENT_FILE: &str = "CURRENT";
-pub(super) const DAT_FILE: &str = "events.dat";
-pub(super) const IDX_FILE: &str = "events.idx";
-pub(super) const SNAPSHOT_FILE: &str = "snapshot.json";
-pub(super) const INCOMING_PREFIX: &str = "incoming-";
-pub(super) const GEN_PREFIX: &str = "gen-";
-
-/// One applied Raft entry, as stored.
-#[derive(Debug, Serialize, Deserialize)]
-struct AppliedEntry {
-    log_id: LogId,
-    /// Event position of this entry's first event (the event count before it).
-    first_position: u64,
-    payload: AppliedPayload,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-enum AppliedPayload {
-    Blank,
-    Membership(Membership),
-    /// Events of an earlier build, without ids: refused on read.
-    #[serde(skip_serializing)]
-    Events(serde::de::IgnoredAny),
-    /// Events of an earlier build, with ids but no log time: refused on read.
-    #[serde(skip_serializing)]
-    Proposed(serde::de::IgnoredAny),
-    /// The events the entry appended (not its duplicates or reused ids),
-    /// the entry's log time and the request-id window it carried.
-    Stamped {
-        at_ms: u64,
-        request_id_window_ms: u64,
-        events: Vec<StoredEvent>,
-    },
-}
-
-/// One appended event as stored.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredEvent {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    request_id: Option<String>,
-    /// The event's fingerprint, stored with its id (short key: one per
-    /// event in the file and in every snapshot).
-    #[serde(rename = "fp", default, skip_serializing_if = "Option::is_none")]
-    fingerprint: Option<u64>,
-    event: CriticalEvent,
-}
-
-/// The error for a record this build cannot read.
-fn earlier_format(offset: u64) -> io::Error {
-    invalid(format!(
-        "the record at offset {offset} of {DAT_FILE} was written by an earlier gameraft build (request ids without \
-         log times), which this build does not read; start this node on an empty data directory and let it catch \
-         up from its peers"
-    ))
-}
-
-impl AppliedPayload {
-    /// The stored events of the record at `offset`, each with its request id.
-    fn into_events(self, offset: u64) -> io::Result<Vec<(Option<String>, CriticalEvent)>> {
-        match self {
-            AppliedPayload::Blank | AppliedPayload::Membership(_) => Ok(Vec::new()),
-            AppliedPayload::Events(_) | AppliedPayload::Proposed(_) => Err(earlier_format(offset)),
-            AppliedPayload::Stamped { events, .. } => Ok(events.into_iter().map(|e| (e.request_id, e.event)).collect()),
-        }
-    }
-}
-
-/// An [`AppliedEntry`] read for its request ids only: the events' bodies
-/// and membership configs are skipped, not parsed.
-#[derive(Deserialize)]
-struct IdsOfEntry {
-    log_id: LogId,
-    first_position: u64,
-    payload: IdsOfPayload,
-}
-
-#[derive(Deserialize)]
-enum IdsOfPayload {
-    Blank,
-    Membership(serde::de::IgnoredAny),
-    Events(serde::de::IgnoredAny),
-    Proposed(serde::de::IgnoredAny),
-    Stamped { at_ms: u64, events: Vec<IdOfEvent> },
-}
-
-#[derive(Deserialize)]
-struct IdOfEvent {
-    #[serde(default)]
-    request_id: Option<String>,
-    #[serde(rename = "fp", default)]
-    fingerprint: Option<u64>,
-}
-
-impl IdsOfPayload {
-    /// The log time and events of the record at `offset`.
-    fn into_events(self, offset: u64) -> io::Result<(u64, Vec<IdOfEvent>)> {
-        match self {
-            IdsOfPayload::Blank | IdsOfPayload::Membership(_) => Ok((0, Vec::new())),
-            IdsOfPayload::Events(_) | IdsOfPayload::Proposed(_) => Err(earlier_format(offset)),
-            IdsOfPayload::Stamped { at_ms, events } => Ok((at_ms, events)),
-        }
-    }
-}
 
 /// Why a scan for request ids stopped early.
 enum ScanStop {
@@ -157,32 +44,6 @@ impl From<io::Error> for ScanStop {
     fn from(err: io::Error) -> Self {
         ScanStop::Io(err)
     }
-}
-
-/// How far the store has applied, and what that produced.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AppliedState {
-    pub last_applied: Option<LogId>,
-    pub membership: StoredMembership,
-    pub event_count: u64,
-    /// Length of `events.dat` holding exactly the records applied.
-    pub dat_len: u64,
-    /// The log time of the last entry with events: the largest time any
-    /// leader stamped so far (ms since the epoch).
-    #[serde(default)]
-    pub log_time_ms: u64,
-    /// How far back from `log_time_ms` the state machine holds request ids:
-    /// the window of the last entry that carried one (0 before any did). A
-    /// restarted node loads those, so it needs no read at its next write.
-    #[serde(default)]
-    pub request_id_window_ms: u64,
-}
-
-/// The content of `snapshot.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SnapshotRecord {
-    pub meta: SnapshotMeta,
-    pub state: AppliedState,
 }
 
 /// One generation of the store: an event file and its index.
@@ -301,7 +162,7 @@ impl Generation {
                         state.request_id_window_ms = window;
                     }
                     ids.expire(at_ms, state.request_id_window_ms);
-                    AppliedPayload::Stamped { at_ms, request_id_window_ms: window, events: stored }
+                    AppliedPayload::Events { at_ms, request_id_window_ms: window, events: stored }
                 }
             };
             let entry = AppliedEntry { log_id: applied.log_id, first_position, payload };
@@ -328,7 +189,7 @@ impl Generation {
             let payload = record::read_at(&self.dat, offset)?;
             let entry: AppliedEntry = serde_json::from_slice(&payload).map_err(invalid)?;
             let log_index = entry.log_id.index;
-            let events = entry.payload.into_events(offset)?;
+            let events = entry.payload.into_events();
             offset += record::HEADER_LEN + payload.len() as u64;
             for (position, (request_id, event)) in (entry.first_position..).zip(events) {
                 if position >= from && position < end {
@@ -354,7 +215,7 @@ impl Generation {
             if entry.first_position >= to {
                 return Err(ScanStop::Done);
             }
-            let (at_ms, events) = entry.payload.into_events(offset)?;
+            let (at_ms, events) = entry.payload.into_events();
             for (position, event) in (entry.first_position..).zip(events) {
                 if position < from || position >= to {
                     continue;
@@ -396,7 +257,7 @@ impl Generation {
             let middle = low + (high - low) / 2;
             let offset = self.record_offset(middle)?;
             let entry: IdsOfEntry = serde_json::from_slice(&record::read_at(&self.dat, offset)?).map_err(invalid)?;
-            let (time, _) = entry.payload.into_events(offset)?;
+            let (time, _) = entry.payload.into_events();
             if time < at_ms {
                 low = middle + 1;
             } else {
@@ -446,8 +307,7 @@ impl Generation {
                 AppliedPayload::Membership(membership) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), membership);
                 }
-                AppliedPayload::Events(_) | AppliedPayload::Proposed(_) => return Err(earlier_format(offset)),
-                AppliedPayload::Stamped { at_ms, request_id_window_ms, events } => {
+                AppliedPayload::Events { at_ms, request_id_window_ms, events } => {
                     if at_ms < state.log_time_ms {
                         return Err(invalid(format!(
                             "record at offset {offset} goes back in time ({at_ms} ms after {} ms)",

@@ -14,7 +14,7 @@
 //! switches to a new generation atomically.
 //!
 //! How far the state is durable is published as a [`DurableWatermark`],
-//! which bounds how far the log store may purge (`storage/watermark.rs`):
+//! which bounds how far the log store may purge (`raft_log/watermark.rs`):
 //! it moves at open, when a snapshot is built, and when a received one is
 //! installed, never on apply.
 //!
@@ -29,7 +29,6 @@
 
 mod event_store;
 mod request_ids;
-mod snapshot_data;
 mod state_dir;
 mod writeback;
 
@@ -41,16 +40,19 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
-pub use self::event_store::AppliedState;
-use self::event_store::{Applied, AppliedPayloadIn, Generation, SnapshotRecord};
+use self::event_store::{Applied, AppliedPayloadIn, Generation};
 use self::request_ids::RequestIds;
-pub use self::snapshot_data::SnapshotData;
 use self::state_dir::StateDir;
 use self::writeback::Writeback;
+pub use crate::disk::format::AppliedState;
+use crate::disk::format::SnapshotRecord;
+use crate::disk::DataDirError;
 use crate::event::CriticalEvent;
 use crate::locks::{read, write};
-use crate::storage::{DataDirError, DurableWatermark};
-use crate::types::{Entry, EventBatchResult, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::raft_log::DurableWatermark;
+use crate::types::{
+    Entry, EventBatchResult, LogId, SnapshotData, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 
 /// A critical event as committed: its position in the event log, the Raft
 /// log index of the entry that carried it, and its request id.

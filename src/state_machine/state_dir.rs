@@ -1,17 +1,18 @@
 //! The durable store's directory: which generation is live (`CURRENT`),
 //! opening and recovering it, and switching to a received snapshot's
-//! generation in one rename (prepared beside the live one, then published). The layout is drawn in `event_store.rs`.
+//! //! generation in one rename (prepared beside the live one, then published).
+//! The layout is drawn in `disk/format.rs`.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::event_store::{
-    invalid, read_error, recover, validate_snapshot, AppliedState, Generation, SnapshotRecord, CURRENT_FILE, DAT_FILE,
-    GEN_PREFIX, INCOMING_PREFIX, SNAPSHOT_FILE,
-};
+use super::event_store::{invalid, read_error, recover, validate_snapshot, Generation};
 use super::request_ids::RequestIds;
-use crate::storage::{atomic_write, read_json, sync_dir, DataDirError};
+use crate::disk::format::{
+    AppliedState, SnapshotRecord, CURRENT_FILE, DAT_FILE, GEN_PREFIX, INCOMING_PREFIX, SNAPSHOT_FILE,
+};
+use crate::disk::{atomic_write, read_json, sync_dir, DataDirError};
 use crate::types::SnapshotMeta;
 
 /// The durable store's directory: generations and the `CURRENT` pointer.

@@ -1,29 +1,16 @@
 //! The data directory: everything a durable node is, and the checks that keep
-//! one node's data from being used by another process or another node.
-//!
-//! ```text
-//! <data-dir>/
-//!   gameraft.lock   flock()ed while a node runs; holds its pid
-//!   node.json       {"node_id": N, "format": 2, "incarnation": "..", "cluster_id": ".."}
-//!   raft-log/       vote, purge mark and log segments  (storage::FileLogStore)
-//!   state/          committed events and snapshots      (state_machine)
-//! ```
+//! one node's data from being used by another process, another node or
+//! another version (its layout and formats: [`super::format`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
-use serde::{Deserialize, Serialize};
 
+use super::atomic_write;
+use super::format::{random_id, FormatOnly, NodeFile, FORMAT, LOCK_FILE, LOG_DIR, NODE_FILE, STATE_DIR};
 use crate::types::NodeId;
-
-const LOCK_FILE: &str = "gameraft.lock";
-const NODE_FILE: &str = "node.json";
-/// Format 1 had no incarnation or cluster id.
-const FORMAT: u32 = 2;
-pub const LOG_DIR: &str = "raft-log";
-pub const STATE_DIR: &str = "state";
 
 /// Why a data directory was refused. Each says what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +28,11 @@ pub enum DataDirError {
          start with --id {found}, or use another --data-dir"
     )]
     OtherNode { path: PathBuf, found: NodeId, requested: NodeId },
+    #[error(
+        "data directory {path} has data format {found}; this gameraft reads format {FORMAT} only. \
+         Start this node on an empty data directory with --join, so that it catches up from its peers"
+    )]
+    OtherFormat { path: PathBuf, found: u32 },
     #[error("cannot read {path}: {source}")]
     Unreadable { path: PathBuf, source: io::Error },
     #[error(
@@ -73,21 +65,6 @@ impl DataDirError {
     }
 }
 
-/// `node.json`: who this directory is. The incarnation is drawn when the
-/// directory is created, so a node that lost its directory comes back as a
-/// new incarnation of its id; the cluster id is recorded when the node
-/// founds a cluster or is first reached by one (see `identity`).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NodeFile {
-    node_id: NodeId,
-    format: u32,
-    #[serde(default)]
-    incarnation: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    cluster_id: Option<String>,
-}
-
 /// An opened, locked data directory. The lock is released when this is
 /// dropped (or the process dies: `flock` locks go with the file descriptor).
 #[derive(Debug)]
@@ -114,18 +91,13 @@ impl DataDir {
         let node_path = path.join(NODE_FILE);
         let node = match fs::read(&node_path) {
             Ok(bytes) => {
-                let node: NodeFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| DataDirError::corrupt(path, format!("{NODE_FILE} is not valid: {e}")))?;
-                if node.format != FORMAT || node.incarnation.is_empty() {
-                    return Err(DataDirError::corrupt(
-                        path,
-                        format!(
-                            "{NODE_FILE} has format {}, not {FORMAT}: it was written by another version of \
-                             gameraft, which kept no cluster id or incarnation",
-                            node.format
-                        ),
-                    ));
+                let not_valid =
+                    |e: serde_json::Error| DataDirError::corrupt(path, format!("{NODE_FILE} is not valid: {e}"));
+                let FormatOnly { format } = serde_json::from_slice(&bytes).map_err(not_valid)?;
+                if format != FORMAT {
+                    return Err(DataDirError::OtherFormat { path: path.to_path_buf(), found: format });
                 }
+                let node: NodeFile = serde_json::from_slice(&bytes).map_err(not_valid)?;
                 match requested_id {
                     Some(requested) if requested != node.node_id => {
                         return Err(DataDirError::OtherNode {
@@ -149,7 +121,7 @@ impl DataDir {
                 let node = NodeFile {
                     node_id: requested_id.unwrap_or_else(new_id),
                     format: FORMAT,
-                    incarnation: crate::identity::new_incarnation(),
+                    incarnation: random_id(),
                     cluster_id: None,
                 };
                 write_node_file(&node_path, &node)?;
@@ -259,42 +231,6 @@ fn probe_writable(path: &Path) -> Result<(), DataDirError> {
         .map_err(|source| DataDirError::NotWritable { path: path.to_path_buf(), source })
 }
 
-/// Replaces `path` with `bytes` so that a crash leaves the old content or the
-/// new, never a mix: write a temporary file, fsync it, rename it over `path`,
-/// fsync the directory.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)?;
-    sync_parent(path)
-}
-
-/// Reads a small JSON file written by [`atomic_write`]: `None` if it does
-/// not exist, an error naming the file if it cannot be read or parsed.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, DataDirError> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| DataDirError::corrupt(path, format!("cannot parse: {e}"))),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(DataDirError::unreadable(path, err)),
-    }
-}
-
-/// Makes the creation, removal or renaming of entries in `dir` durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn sync_parent(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
-        _ => sync_dir(Path::new(".")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,11 +265,27 @@ mod tests {
     }
 
     #[test]
-    fn a_node_file_of_the_first_format_is_refused() {
+    fn a_node_file_of_the_first_format_is_refused_naming_its_format() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(NODE_FILE), br#"{"node_id": 1, "format": 1}"#).unwrap();
         let err = DataDir::open(dir.path(), None, || 1).unwrap_err();
-        assert!(err.to_string().contains("another version"), "{err}");
+        assert!(matches!(err, DataDirError::OtherFormat { found: 1, .. }), "{err}");
+        assert!(err.to_string().contains("data format 1"), "{err}");
+    }
+
+    /// The format before every applied event carried its log time and
+    /// window: its files are not read at all, the node says what to do.
+    #[test]
+    fn a_directory_of_the_format_without_log_times_is_refused_before_anything_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = br#"{"node_id": 1, "format": 2, "incarnation": "ab", "cluster_id": "cd"}"#;
+        fs::write(dir.path().join(NODE_FILE), node).unwrap();
+        fs::create_dir(dir.path().join(STATE_DIR)).unwrap();
+        let err = DataDir::open(dir.path(), Some(1), || 1).unwrap_err();
+        assert!(matches!(err, DataDirError::OtherFormat { found: 2, .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&format!("reads format {FORMAT} only")) && message.contains("--join"), "{message}");
+        assert_eq!(fs::read(dir.path().join(NODE_FILE)).unwrap(), node, "the refused directory is left as it was");
     }
 
     #[test]

@@ -1,16 +1,18 @@
-//! [`ByteFile`]: an append-only byte store that is either a real file or a
-//! buffer in memory, so that the state machine has one code path for durable
-//! and `--in-memory` nodes.
+//! File primitives: [`ByteFile`], an append-only byte store that is either a
+//! real file or a buffer in memory (so that the state machine has one code
+//! path for durable and `--in-memory` nodes), and the atomic replacement,
+//! reading and directory syncing of small files.
 //!
 //! Reads are positional (`pread`), so readers never move a shared cursor and
 //! can run while the single writer appends.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::RwLock;
 
+use super::DataDirError;
 use crate::locks::{read, write};
 
 #[derive(Debug)]
@@ -130,6 +132,42 @@ impl Read for SequentialReader<'_> {
         let n = self.file.read_at(buf, self.pos)?;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old content or the
+/// new, never a mix: write a temporary file, fsync it, rename it over `path`,
+/// fsync the directory.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    sync_parent(path)
+}
+
+/// Reads a small JSON file written by [`atomic_write`]: `None` if it does
+/// not exist, an error naming the file if it cannot be read or parsed.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, DataDirError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| DataDirError::corrupt(path, format!("cannot parse: {e}"))),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(DataDirError::unreadable(path, err)),
+    }
+}
+
+/// Makes the creation, removal or renaming of entries in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => sync_dir(Path::new(".")),
     }
 }
 

@@ -40,21 +40,15 @@ use std::time::Duration;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
-use prost::Message;
 use tokio::sync::Mutex;
 
-use super::data_dir::{atomic_write, read_json, sync_dir, DataDirError};
-use super::record;
 use super::watermark::PurgeLimit;
-use super::ByteFile;
-use crate::proto::pb;
+use crate::disk::format::{decode_log_entry, encode_log_entry, PURGED_FILE, SEGMENT_EXT, VOTE_FILE};
+use crate::disk::{atomic_write, read_json, record, sync_dir, ByteFile, DataDirError};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// A new segment is started once the active one passes this size.
 pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
-const VOTE_FILE: &str = "vote.json";
-const PURGED_FILE: &str = "purged.json";
-const SEGMENT_EXT: &str = "seg";
 /// Longest a purge waits for the state machine to make the entries it drops
 /// durable (see `watermark.rs`). Only an install that hangs reaches it: one
 /// that fails, or a state machine that stops, ends the wait at once.
@@ -135,7 +129,7 @@ impl FileLogStore {
             let file = ByteFile::open(&path).map_err(|e| DataDirError::unreadable(&path, e))?;
             let mut found: Vec<(u64, LogId)> = Vec::new();
             let end = record::scan(file.reader_at(0), 0, |offset, payload| {
-                found.push((offset, decode_entry(payload)?.log_id));
+                found.push((offset, decode_log_entry(payload)?.log_id));
                 Ok::<(), io::Error>(())
             })
             .map_err(|e| match e.kind() {
@@ -285,7 +279,7 @@ impl LogFiles {
             io::Error::new(io::ErrorKind::NotFound, format!("segment {} of entry {} is gone", pos.segment, pos.log_id))
         })?;
         let payload = record::read_at(file, pos.offset)?;
-        decode_entry(&payload)
+        decode_log_entry(&payload)
     }
 }
 
@@ -373,7 +367,7 @@ impl RaftLogStorage<TypeConfig> for FileLogStore {
         let mut positions = Vec::new();
         for entry in entries {
             positions.push(EntryPos { log_id: entry.log_id, segment, offset: base + buf.len() as u64 });
-            if let Err(err) = record::encode(&mut buf, &pb::Entry::from(entry).encode_to_vec()) {
+            if let Err(err) = record::encode(&mut buf, &encode_log_entry(entry)) {
                 return Err(files.fail(ErrorSubject::Logs, ErrorVerb::Write, io::Error::other(err)));
             }
         }
@@ -471,7 +465,7 @@ fn refuse_if_not_torn(
     let mut tail = vec![0; tail_len];
     file.read_exact_at(&mut tail, bad_at).map_err(|e| DataDirError::unreadable(path, e))?;
     let mut later = None;
-    let found = record::find_valid_record(&tail, 1, |payload| match decode_entry(payload) {
+    let found = record::find_valid_record(&tail, 1, |payload| match decode_log_entry(payload) {
         Ok(entry) if last_index.is_none_or(|last| entry.log_id.index > last) => {
             later = Some(entry.log_id.index);
             true
@@ -493,11 +487,6 @@ fn refuse_if_not_torn(
 
 fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
     dir.join(format!("{first_index:020}.{SEGMENT_EXT}"))
-}
-
-fn decode_entry(payload: &[u8]) -> io::Result<Entry> {
-    let message = pb::Entry::decode(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    Entry::try_from(message).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {

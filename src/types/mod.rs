@@ -4,6 +4,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod snapshot_data;
+
+pub use snapshot_data::{SnapshotData, SnapshotFile};
+
 use crate::event::CriticalEvent;
 
 /// A node's id in the cluster: from `--id` / `WORKER_ID`, or generated.
@@ -17,7 +21,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = PeerAddr,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = crate::state_machine::SnapshotData,
+        SnapshotData = SnapshotData,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

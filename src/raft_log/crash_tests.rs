@@ -12,7 +12,8 @@ use std::path::Path;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader};
 
-use super::{DataDirError, FileLogStore};
+use super::FileLogStore;
+use crate::disk::DataDirError;
 use crate::event::CriticalEvent;
 use crate::types::{Entry, EventBatch, LogId, Vote};
 

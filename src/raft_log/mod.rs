@@ -1,10 +1,13 @@
-//! Where a node keeps what it must not lose.
+//! The Raft log store: OpenRaft's log entries and vote.
 //!
-//! - [`DataDir`]: the directory, its lock and the node id it belongs to.
-//! - [`FileLogStore`]: the Raft log and vote on disk (checksummed segments).
+//! - [`FileLogStore`]: on disk, in checksummed segments of the data directory
+//!   ([`crate::disk`] owns the directory and the record format).
 //! - [`MemLogStore`]: the same in memory, for `--in-memory` throwaway nodes.
-//! - [`ByteFile`] and [`record`]: the byte store and checksummed record
-//!   framing shared with the state machine.
+//! - [`DurableWatermark`]: how far the state machine holds entries durably,
+//!   which bounds what the log may purge.
+//!
+//! "Log" in this module means the Raft log only; the committed events a
+//! client reads are the state machine's event list.
 //!
 //! The rest of gameraft sees the log only through OpenRaft's `RaftLogStorage`
 //! trait. Contract every store keeps (OpenRaft's and ours):
@@ -17,16 +20,11 @@
 //!   ([`DurableWatermark`], for the durable store; an `--in-memory` node
 //!   starts empty after any restart, so its store needs none).
 
-mod data_dir;
-mod file;
-mod log;
+mod file_store;
 mod memory;
-pub mod record;
 mod watermark;
 
-pub use data_dir::{atomic_write, read_json, sync_dir, DataDir, DataDirError};
-pub use file::ByteFile;
-pub use log::FileLogStore;
+pub use file_store::FileLogStore;
 pub use memory::MemLogStore;
 pub use watermark::{DurableWatermark, PurgeLimit, PurgeWaitError};
 
