@@ -1,6 +1,6 @@
 //! The data directory and everything written into it.
 //!
-//! - [`format`]: every on-disk format and its version (what each file holds).
+//! - [`format`](mod@format): every on-disk format and its version (what each file holds).
 //! - [`DataDir`]: the directory, its lock and the node it belongs to.
 //! - [`record`]: checksummed record framing, shared by the Raft log's
 //!   segments and the state machine's event file.
