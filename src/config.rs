@@ -23,7 +23,7 @@ pub const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Room in one AppendEntries message for everything besides its entries.
 const APPEND_ENTRIES_OVERHEAD_BYTES: u64 = 64 * 1024;
 /// Longest request id (`api/request_id.rs`): it joins the event in the entry.
-const MAX_REQUEST_ID_BYTES: u64 = crate::api::MAX_REQUEST_ID_BYTES as u64;
+const MAX_REQUEST_ID_BYTES: u64 = crate::proposer::MAX_REQUEST_ID_BYTES as u64;
 
 /// Configuration of one node (`gameraft serve`).
 #[derive(Debug, Clone, Args)]

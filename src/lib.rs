@@ -46,6 +46,7 @@ pub mod locks;
 pub mod membership;
 pub mod network;
 pub mod node;
+pub mod proposer;
 pub mod proto;
 pub mod raft_log;
 pub mod registry;

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
-use crate::api::{self, AppState, BatchLimits, Forwarder, WriteBatcher};
+use crate::api::{self, AppState, Forwarder};
 use crate::config::{ConfigError, NodeConfig};
 use crate::disk::{DataDir, DataDirError};
 use crate::ephemeral::EphemeralStore;
@@ -43,6 +43,7 @@ use crate::identity::NodeIdentity;
 use crate::membership::{self, JoinRequest};
 use crate::network::fault::PeerDelay;
 use crate::network::{PeerNetwork, RaftGrpcService};
+use crate::proposer::{BatchLimits, Proposer};
 use crate::raft_log::{FileLogStore, MemLogStore};
 use crate::registry::NodeRegistry;
 use crate::state_machine::GameStateMachine;
@@ -177,7 +178,7 @@ impl RunningNode {
             registry,
             events,
             ephemeral: Arc::new(EphemeralStore::new(settings.recent_actions)),
-            writes: WriteBatcher::spawn(raft.clone(), BatchLimits::from_config(&config)),
+            proposer: Proposer::spawn(raft.clone(), BatchLimits::from_config(&config), config.api.write_timeout()),
             forwarder: Forwarder::new(settings.forward_timeout())?,
             settings,
             membership_lock: Arc::default(),

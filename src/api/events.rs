@@ -6,13 +6,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::batcher::WriteError;
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorCode};
 use super::forward::{ForwardRequest, LocalError};
-use super::request_id::{self, RequestId};
+use super::request_id;
 use super::AppState;
 use crate::event::{CriticalEvent, EphemeralEvent, GameEvent};
-use crate::types::{EventOutcome, ProposedEvent};
+use crate::proposer::{ProposeError, RequestId};
+use crate::types::EventOutcome;
 
 /// Most events one page of `GET /events?from=&limit=` returns.
 pub const MAX_PAGE_LIMIT: u64 = 10_000;
@@ -99,7 +99,7 @@ pub async fn post_event(
                 Ok(id) => id,
                 Err(err) => return ApiError::from(err).into_response(),
             };
-            forward.headers.extend(id.forward_header());
+            forward.headers.extend(request_id::forward_header(&id));
             state.on_leader(&headers, forward, || write_critical(&state, event.clone(), id.clone())).await
         }
         GameEvent::Ephemeral(event) => {
@@ -108,27 +108,28 @@ pub async fn post_event(
     }
 }
 
-/// Proposes one event under `id` in the leader's next batch (`batcher.rs`)
-/// and answers once its entry is committed and applied on this (the
-/// leader's) state machine, which may find the id already used (a retry) and
-/// name the original instead.
+/// Proposes one event under `id` (`proposer/`) and answers once its entry
+/// is committed and applied on this (the leader's) state machine, which may
+/// find the id already used (a retry) and name the original instead.
 async fn write_critical(state: &AppState, event: CriticalEvent, id: RequestId) -> Result<Response, LocalError> {
-    let timeout = state.settings.write_timeout();
     let horizon = state.settings.retry_horizon();
-    let proposed = ProposedEvent { request_id: Some(id.as_str().to_string()), event };
-    match tokio::time::timeout(timeout, state.writes.write(proposed)).await {
-        Err(_elapsed) => Err(ApiError::write_timeout(timeout, horizon).into()),
-        Ok(Ok(outcome)) => Ok(Json(committed(&id, outcome)?).into_response()),
+    match state.proposer.propose(&id, event).await {
+        Ok(outcome) => Ok(Json(committed(&id, outcome)?).into_response()),
         // OpenRaft answers this before appending (this node does not lead),
         // but also for an entry it had appended and then truncated from its
         // log as a deposed leader (`DeleteConflictLog`): that entry may
         // survive on other nodes and still commit. Retrying on the new
         // leader is safe only because the retry carries the same request id,
         // so the state machine appends the event at most once.
-        Ok(Err(WriteError::NotLeader)) => Err(LocalError::NotLeader),
-        Ok(Err(WriteError::Refused(err))) => Err(ApiError::new(ErrorCode::WriteFailed, err).into()),
-        Ok(Err(WriteError::Stopped(detail))) => Err(ApiError::stopped_during_write(detail, horizon).into()),
-        Ok(Err(err @ WriteError::TooLarge { .. })) => Err(ApiError::event_too_large(err).into()),
+        Err(ProposeError::NotLeader) => Err(LocalError::NotLeader),
+        Err(ProposeError::TimedOut(waited)) => Err(ApiError::write_timeout(waited, horizon).into()),
+        Err(err @ (ProposeError::Refused(_) | ProposeError::NoOutcome { .. })) => {
+            Err(ApiError::new(ErrorCode::WriteFailed, err.to_string()).into())
+        }
+        Err(err @ (ProposeError::RaftStopped(_) | ProposeError::Unanswered | ProposeError::BatcherStopped)) => {
+            Err(ApiError::stopped_during_write(err, horizon).into())
+        }
+        Err(err @ ProposeError::TooLarge { .. }) => Err(ApiError::event_too_large(err).into()),
     }
 }
 

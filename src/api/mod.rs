@@ -6,7 +6,6 @@
 //! goes through [`AppState::on_leader`] (`forward.rs`), which runs it here or
 //! relays it to the leader.
 
-mod batcher;
 mod cluster;
 mod error;
 mod events;
@@ -22,17 +21,17 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
-pub use batcher::{BatchLimits, WriteBatcher, WriteError};
 pub use cluster::{JoinResponse, NodeInfo, NodesResponse};
 pub use error::{ApiError, ErrorCode, LeaderHint};
 pub use events::{EventsPage, EventsResponse, PostEventRequest, PostEventResponse, MAX_PAGE_LIMIT};
 pub use forward::{Forwarder, HOPS_HEADER};
 pub use log::{LogEntry, LogPage};
-pub use request_id::{ASSIGNED_ID_HEADER, IDEMPOTENCY_KEY_HEADER, MAX_REQUEST_ID_BYTES};
+pub use request_id::{ASSIGNED_ID_HEADER, IDEMPOTENCY_KEY_HEADER};
 pub use status::StatusResponse;
 
 use crate::config::ApiSettings;
 use crate::ephemeral::EphemeralStore;
+use crate::proposer::Proposer;
 use crate::registry::NodeRegistry;
 use crate::state_machine::EventLog;
 use crate::types::{NodeId, PeerAddr, Raft};
@@ -48,8 +47,8 @@ pub struct AppState {
     pub ephemeral: Arc<EphemeralStore>,
     pub settings: Arc<ApiSettings>,
     pub forwarder: Forwarder,
-    /// The leader's write path: critical writes are batched into entries.
-    pub writes: WriteBatcher,
+    /// The leader's write path: critical events are batched into entries.
+    pub proposer: Proposer,
     /// Serializes membership changes on the leader: OpenRaft refuses a change
     /// while another is uncommitted.
     pub membership_lock: Arc<tokio::sync::Mutex<()>>,

@@ -1,5 +1,5 @@
-//! Request ids of `POST /events`: what the client gave, or what the first
-//! node assigned.
+//! Where `POST /events` finds a write's request id: what the client gave, or
+//! what the first node assigned (the ids themselves: `proposer/request_id.rs`).
 //!
 //! A client names a write with `"request_id"` in the body or an
 //! `Idempotency-Key` header; the state machine then appends the event at
@@ -15,9 +15,10 @@
 //! no `duplicate` field.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use rand::Rng;
 
 use super::error::{ApiError, ErrorCode};
+use crate::proposer::request_id::check;
+use crate::proposer::{RequestId, RequestIdError};
 use crate::types::NodeId;
 
 /// The standard header a client may name its write with instead of the
@@ -27,57 +28,18 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// without one. A client that sends it gets its write deduplicated like with
 /// a `request_id`, but an answer without `duplicate`.
 pub const ASSIGNED_ID_HEADER: &str = "x-gameraft-assigned-request-id";
-/// Longest request id accepted, in bytes.
-pub const MAX_REQUEST_ID_BYTES: usize = 128;
 
-/// The id a critical write is proposed under.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestId {
-    /// The client's: the answer carries `duplicate`.
-    Client(String),
-    /// Assigned by the node the request first reached: the answer is the
-    /// design's, whatever the state machine found.
-    Assigned(String),
-}
-
-impl RequestId {
-    pub fn as_str(&self) -> &str {
-        match self {
-            RequestId::Client(id) | RequestId::Assigned(id) => id,
+/// The header that carries an assigned id to the next node; the client's id
+/// travels in the forwarded body instead.
+pub fn forward_header(id: &RequestId) -> Option<(HeaderName, HeaderValue)> {
+    match id {
+        RequestId::Client(_) => None,
+        // An assigned id is ASCII (or came in a header already), so it is
+        // always a valid header value; `ok()` only guards the type.
+        RequestId::Assigned(id) => {
+            HeaderValue::from_str(id).ok().map(|value| (HeaderName::from_static(ASSIGNED_ID_HEADER), value))
         }
     }
-
-    /// A fresh id for a write with none, unique across nodes and restarts.
-    pub fn assign(node_id: NodeId) -> Self {
-        let random: u128 = rand::thread_rng().gen();
-        RequestId::Assigned(format!("auto-{node_id}-{random:032x}"))
-    }
-
-    /// The header that carries an assigned id to the next node; the client's
-    /// id travels in the forwarded body instead.
-    pub fn forward_header(&self) -> Option<(HeaderName, HeaderValue)> {
-        match self {
-            RequestId::Client(_) => None,
-            // An assigned id is ASCII (or came in a header already), so it
-            // is always a valid header value; `ok()` only guards the type.
-            RequestId::Assigned(id) => {
-                HeaderValue::from_str(id).ok().map(|value| (HeaderName::from_static(ASSIGNED_ID_HEADER), value))
-            }
-        }
-    }
-}
-
-/// Why a request id was refused: always 400, before anything is proposed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestIdError {
-    #[error("{0} is empty")]
-    Empty(&'static str),
-    #[error("{source_name} is {len} bytes long; at most {MAX_REQUEST_ID_BYTES} are allowed")]
-    TooLong { source_name: &'static str, len: usize },
-    #[error("the {0} header is not valid UTF-8")]
-    NotUtf8(&'static str),
-    #[error("the Idempotency-Key header ({header:?}) and the body's request_id ({body:?}) differ")]
-    Conflict { header: String, body: String },
 }
 
 impl From<RequestIdError> for ApiError {
@@ -130,19 +92,10 @@ fn header_id<'h>(
     }
 }
 
-fn check<'a>(id: &'a str, source_name: &'static str) -> Result<&'a str, RequestIdError> {
-    if id.is_empty() {
-        return Err(RequestIdError::Empty(source_name));
-    }
-    if id.len() > MAX_REQUEST_ID_BYTES {
-        return Err(RequestIdError::TooLong { source_name, len: id.len() });
-    }
-    Ok(id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proposer::MAX_REQUEST_ID_BYTES;
 
     fn headers(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -184,13 +137,13 @@ mod tests {
         let first = for_write(&headers(&[]), None, 7).expect("assigned");
         let RequestId::Assigned(id) = &first else { panic!("expected an assigned id, got {first:?}") };
         assert!(id.starts_with("auto-7-") && id.len() == "auto-7-".len() + 32, "{id}");
-        let (name, value) = first.forward_header().expect("an assigned id is forwarded");
+        let (name, value) = forward_header(&first).expect("an assigned id is forwarded");
         let mut forwarded = HeaderMap::new();
         forwarded.insert(name, value);
         assert_eq!(for_write(&forwarded, None, 9), Ok(first.clone()));
         // A client id wins over an assigned one.
         assert_eq!(for_write(&forwarded, Some("c".into()), 9), Ok(RequestId::Client("c".into())));
         assert_ne!(for_write(&headers(&[]), None, 7), Ok(first), "two writes get two ids");
-        assert_eq!(RequestId::Client("c".into()).forward_header(), None, "a client id travels in the body");
+        assert_eq!(forward_header(&RequestId::Client("c".into())), None, "a client id travels in the body");
     }
 }

@@ -24,14 +24,12 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::request_ids::{fingerprint, Found, RequestIds, Seen};
+use super::request_ids::{RequestIds, Seen};
 use super::CommittedEvent;
-use crate::disk::format::{
-    AppliedEntry, AppliedPayload, AppliedState, IdsOfEntry, SnapshotRecord, StoredEvent, DAT_FILE, IDX_FILE,
-};
+use crate::disk::format::{AppliedEntry, AppliedPayload, AppliedState, IdsOfEntry, SnapshotRecord, DAT_FILE, IDX_FILE};
 use crate::disk::record::{self, ScanEnd};
 use crate::disk::{ByteFile, DataDirError};
-use crate::types::{EventBatch, EventBatchResult, EventOutcome, LogId, Membership, SnapshotMeta, StoredMembership};
+use crate::types::{LogId, SnapshotMeta, StoredMembership};
 
 /// Why a scan for request ids stopped early.
 enum ScanStop {
@@ -83,96 +81,9 @@ impl Generation {
         self.dir.as_ref().map(|dir| dir.join(DAT_FILE))
     }
 
-    /// Appends the records for `entries`, updating `state` and `ids` (the
-    /// ids applied within `state.request_id_window_ms` of the log time). An
-    /// event whose request id was applied within the window its entry
-    /// carries is not stored: a duplicate if it is the same event, a reused
-    /// id otherwise. Returns each entry's per-event outcomes.
-    pub fn append(
-        &self,
-        state: &mut AppliedState,
-        entries: Vec<Applied>,
-        ids: &mut RequestIds,
-    ) -> io::Result<Vec<EventBatchResult>> {
-        let mut pending = Pending::default();
-        let mut results = Vec::with_capacity(entries.len());
-        for applied in entries {
-            let first_position = state.event_count;
-            let mut outcomes = Vec::new();
-            let payload = match applied.payload {
-                AppliedPayloadIn::Blank => AppliedPayload::Blank,
-                AppliedPayloadIn::Membership(membership) => {
-                    state.membership = StoredMembership::new(Some(applied.log_id), membership.clone());
-                    AppliedPayload::Membership(membership)
-                }
-                AppliedPayloadIn::Events(command) => {
-                    // Time never goes back along the log, whatever the clock
-                    // of the leader that proposed this entry.
-                    let at_ms = state.log_time_ms.max(command.proposed_at_ms);
-                    state.log_time_ms = at_ms;
-                    let window = command.request_id_window_ms;
-                    if let Some((from, to)) = ids.older_to_read(at_ms, window).filter(|_| window > 0) {
-                        // The window grew: the older events' ids come from the
-                        // store, which must first hold everything before them.
-                        pending.write(self, state)?;
-                        let older = self.read_request_ids_between(from, to, state.event_count)?;
-                        ids.extend_older(older, from);
-                    }
-                    let log_index = applied.log_id.index;
-                    let mut stored = Vec::with_capacity(command.events.len());
-                    for proposed in command.events {
-                        let fingerprint = proposed.request_id.as_ref().map(|_| fingerprint(&proposed.event));
-                        let found = match (&proposed.request_id, fingerprint) {
-                            (Some(id), Some(fingerprint)) if window > 0 => ids.find(id, fingerprint, at_ms, window),
-                            _ => None,
-                        };
-                        match found {
-                            Some(Found::Same(original)) => {
-                                outcomes.push(EventOutcome::Duplicate {
-                                    position: original.position,
-                                    log_index: original.log_index,
-                                });
-                                continue;
-                            }
-                            Some(Found::Other(holder)) => {
-                                outcomes.push(EventOutcome::Reused {
-                                    position: holder.position,
-                                    log_index: holder.log_index,
-                                });
-                                continue;
-                            }
-                            None => {}
-                        }
-                        let position = state.event_count;
-                        if let (Some(id), Some(fingerprint)) = (&proposed.request_id, fingerprint) {
-                            ids.insert(id, Seen { position, log_index, at_ms, fingerprint });
-                        }
-                        pending.idx.extend_from_slice(&(state.dat_len + pending.dat.len() as u64).to_le_bytes());
-                        state.event_count += 1;
-                        outcomes.push(EventOutcome::Appended { position, log_index });
-                        stored.push(StoredEvent {
-                            request_id: proposed.request_id,
-                            fingerprint,
-                            event: proposed.event,
-                        });
-                    }
-                    // Entries without a window (tests, benchmarks) check
-                    // nothing and leave the window as it was.
-                    if window > 0 {
-                        state.request_id_window_ms = window;
-                    }
-                    ids.expire(at_ms, state.request_id_window_ms);
-                    AppliedPayload::Events { at_ms, request_id_window_ms: window, events: stored }
-                }
-            };
-            let entry = AppliedEntry { log_id: applied.log_id, first_position, payload };
-            let bytes = serde_json::to_vec(&entry).map_err(io::Error::other)?;
-            record::encode(&mut pending.dat, &bytes).map_err(io::Error::other)?;
-            state.last_applied = Some(applied.log_id);
-            results.push(EventBatchResult { events: outcomes });
-        }
-        pending.write(self, state)?;
-        Ok(results)
+    /// A writer that appends applied entries' records to this generation.
+    pub fn writer(&self) -> EntryWriter<'_> {
+        EntryWriter { generation: self, pending: Pending::default() }
     }
 
     /// Up to `limit` events from position `from`, each with the Raft index
@@ -242,7 +153,7 @@ impl Generation {
 
     /// The request ids of the events applied at log times `[from_ms,
     /// to_ms)`, oldest first.
-    fn read_request_ids_between(&self, from_ms: u64, to_ms: u64, count: u64) -> io::Result<Vec<(String, Seen)>> {
+    pub fn read_request_ids_between(&self, from_ms: u64, to_ms: u64, count: u64) -> io::Result<Vec<(String, Seen)>> {
         let from = self.first_position_at(from_ms, count)?;
         let to = self.first_position_at(to_ms, count)?;
         self.read_request_ids(from, to, count)
@@ -343,16 +254,49 @@ impl Generation {
     }
 }
 
-/// An entry to apply, already taken apart.
-pub struct Applied {
-    pub log_id: LogId,
-    pub payload: AppliedPayloadIn,
+/// Appends the records of applied entries: builds them in memory and writes
+/// them in one append per [`EntryWriter::flush`] (the data before its index
+/// entries). What to store for each entry is the apply step's decision
+/// (`apply.rs`); this only lays it out.
+pub struct EntryWriter<'g> {
+    generation: &'g Generation,
+    pending: Pending,
 }
 
-pub enum AppliedPayloadIn {
-    Blank,
-    Membership(Membership),
-    Events(EventBatch),
+impl EntryWriter<'_> {
+    pub fn generation(&self) -> &Generation {
+        self.generation
+    }
+
+    /// Adds the record of the entry `log_id` holding `payload`, and counts
+    /// it into `state`: its events get the next positions, its membership
+    /// becomes the current one, and it is the last applied entry.
+    pub fn push(&mut self, state: &mut AppliedState, log_id: LogId, payload: AppliedPayload) -> io::Result<()> {
+        let first_position = state.event_count;
+        match &payload {
+            AppliedPayload::Blank => {}
+            AppliedPayload::Membership(membership) => {
+                state.membership = StoredMembership::new(Some(log_id), membership.clone());
+            }
+            AppliedPayload::Events { events, .. } => {
+                let offset = state.dat_len + self.pending.dat.len() as u64;
+                for _ in events {
+                    self.pending.idx.extend_from_slice(&offset.to_le_bytes());
+                }
+                state.event_count += events.len() as u64;
+            }
+        }
+        let entry = AppliedEntry { log_id, first_position, payload };
+        let bytes = serde_json::to_vec(&entry).map_err(io::Error::other)?;
+        record::encode(&mut self.pending.dat, &bytes).map_err(io::Error::other)?;
+        state.last_applied = Some(log_id);
+        Ok(())
+    }
+
+    /// Writes what is pending and counts it into `state.dat_len`.
+    pub fn flush(&mut self, state: &mut AppliedState) -> io::Result<()> {
+        self.pending.write(self.generation, state)
+    }
 }
 
 /// Records and index entries built but not yet written.

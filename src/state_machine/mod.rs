@@ -22,11 +22,13 @@
 //! last `W` of log time (the time and `W` stamped into the entry by the
 //! leader) is not appended again; its outcome names the original
 //! ([`EventOutcome::Duplicate`]), or the id's holder if the event differs
-//! (`Reused`). The window's ids are held in memory (`request_ids`) and
-//! rebuilt from the event file, where each event is stored with its id.
+//! (`Reused`). The rule is the apply step's (`apply.rs`); the window's ids
+//! are held in memory (`request_ids.rs`) and rebuilt from the event file,
+//! where each event is stored with its id.
 //!
 //! [`EventOutcome::Duplicate`]: crate::types::EventOutcome::Duplicate
 
+mod apply;
 mod event_store;
 mod request_ids;
 mod state_dir;
@@ -37,10 +39,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
-use self::event_store::{Applied, AppliedPayloadIn, Generation};
+use self::apply::apply_entries;
+use self::event_store::Generation;
 use self::request_ids::RequestIds;
 use self::state_dir::StateDir;
 use self::writeback::Writeback;
@@ -218,24 +221,13 @@ impl RaftStateMachine<TypeConfig> for GameStateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let applied: Vec<Applied> = entries
-            .into_iter()
-            .map(|entry| Applied {
-                log_id: entry.log_id,
-                payload: match entry.payload {
-                    EntryPayload::Blank => AppliedPayloadIn::Blank,
-                    EntryPayload::Normal(command) => AppliedPayloadIn::Events(command),
-                    EntryPayload::Membership(membership) => AppliedPayloadIn::Membership(membership),
-                },
-            })
-            .collect();
         let (generation, mut state) = {
             let live = read(&self.live);
             (live.generation.clone(), live.state.clone())
         };
         // Only OpenRaft's state machine task applies or installs, so nothing
         // else changes `state` between this read and the write below.
-        let results = generation.append(&mut state, applied, &mut self.request_ids).map_err(|e| {
+        let results = apply_entries(&generation, &mut state, entries, &mut self.request_ids).map_err(|e| {
             tracing::error!(%e, "cannot write applied events; this node stops");
             self.durable.stop(format!("cannot write applied events: {e}"));
             sm_error(ErrorVerb::Write, e)

@@ -1,14 +1,5 @@
-//! The request ids of recent events, for exactly-once appends.
-//!
-//! The rule, applied to every event of an `EventBatch` in order: an event whose
-//! request id was carried by an event applied at a log time at most `W`
-//! earlier (`W` the window the leader stamped into the entry) is not
-//! appended. If the two events are the same (equal fingerprints) it is a
-//! duplicate, a retry, answered with the original's position; otherwise the
-//! id was reused for another event, which is refused. The log time of an
-//! entry is the largest time any leader stamped into the entries up to it,
-//! so it never goes back, and it is read from the log only: every node
-//! decides the same way.
+//! The request ids of recent events, for the exactly-once rule of the apply
+//! step (`apply.rs`, where the rule is stated).
 //!
 //! [`RequestIds`] is the in-memory index that answers it without reading the
 //! store: it holds every event with an id applied at a time `>=`

@@ -1,4 +1,4 @@
-//! The leader's write batcher (`batcher.rs`): concurrent writes share
+//! The leader's write batcher (`proposer/batcher.rs`): concurrent writes share
 //! entries, each event still gets its own position and answer.
 
 use std::collections::{BTreeSet, HashMap};
@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::{call, join_event, post_json, single_node, with_id};
 use crate::event::CriticalEvent;
+use crate::proposer::RequestId;
 use crate::types::{EventOutcome, ProposedEvent};
 
 fn critical(player_id: u64) -> CriticalEvent {
@@ -73,15 +74,17 @@ async fn concurrent_writers_get_distinct_dense_positions_and_their_entrys_log_in
 async fn one_batch_gives_each_event_its_own_position_and_answers_copies_as_duplicates_and_reuses_as_such() {
     let (node, _app, _data) = single_node().await;
     let before = node.state.events.len();
-    let writes = &node.state.writes;
+    let proposer = &node.state.proposer;
+    let client = |id: &str| RequestId::Client(id.to_string());
+    let (a, b, c) = (client("a"), client("b"), client("c"));
     // Polled together on this (single-threaded) runtime, all five are
     // queued before the batching task runs: they leave as one entry.
     let outcomes = futures::future::join_all([
-        writes.write(proposed("a", 1)),
-        writes.write(proposed("b", 2)),
-        writes.write(proposed("a", 1)),
-        writes.write(proposed("c", 4)),
-        writes.write(proposed("b", 5)),
+        proposer.propose(&a, critical(1)),
+        proposer.propose(&b, critical(2)),
+        proposer.propose(&a, critical(1)),
+        proposer.propose(&c, critical(4)),
+        proposer.propose(&b, critical(5)),
     ])
     .await;
     let outcomes: Vec<EventOutcome> = outcomes.into_iter().map(|o| o.expect("committed")).collect();
@@ -102,9 +105,12 @@ async fn one_batch_gives_each_event_its_own_position_and_answers_copies_as_dupli
     assert_eq!(stored, vec![(Some("a".into()), index), (Some("b".into()), index), (Some("c".into()), index)]);
 
     // A later copy, alone in its batch, names the original too.
-    assert_eq!(
-        writes.write(proposed("c", 4)).await,
-        Ok(EventOutcome::Duplicate { position: before + 2, log_index: index })
+    assert!(
+        matches!(
+            proposer.propose(&c, critical(4)).await,
+            Ok(EventOutcome::Duplicate { position, log_index }) if position == before + 2 && log_index == index
+        ),
+        "a copy names the original"
     );
     node.shutdown().await;
 }
@@ -145,7 +151,7 @@ async fn copies_of_a_client_id_in_one_burst_are_answered_once_as_new_and_the_res
 
 #[tokio::test]
 async fn batches_are_cut_at_the_event_and_byte_bounds() {
-    use crate::api::{BatchLimits, WriteBatcher};
+    use crate::proposer::{BatchLimits, Batcher};
     let (node, _app, _data) = single_node().await;
     let limits = BatchLimits {
         max_events: 2,
@@ -154,14 +160,14 @@ async fn batches_are_cut_at_the_event_and_byte_bounds() {
         in_flight: 1,
         request_id_window_ms: 100_000,
     };
-    let by_count = WriteBatcher::spawn(node.state.raft.clone(), limits);
+    let by_count = Batcher::spawn(node.state.raft.clone(), limits);
     let outcomes = futures::future::join_all((0..5).map(|i| by_count.write(proposed(&format!("n-{i}"), i)))).await;
     let indexes: Vec<u64> = outcomes.into_iter().map(|o| o.expect("committed").log_index()).collect();
     assert_eq!((indexes[0], indexes[2], indexes[4]), (indexes[1], indexes[3], indexes[4]), "{indexes:?}");
     assert!(indexes[0] < indexes[2] && indexes[2] < indexes[4], "two events per entry: {indexes:?}");
 
     // One byte: every event is over the bound, so each goes alone.
-    let by_bytes = WriteBatcher::spawn(node.state.raft.clone(), BatchLimits { max_bytes: 1, ..limits });
+    let by_bytes = Batcher::spawn(node.state.raft.clone(), BatchLimits { max_bytes: 1, ..limits });
     let outcomes = futures::future::join_all((0..3).map(|i| by_bytes.write(proposed(&format!("b-{i}"), i)))).await;
     let indexes: BTreeSet<u64> = outcomes.into_iter().map(|o| o.expect("committed").log_index()).collect();
     assert_eq!(indexes.len(), 3, "one entry per event: {indexes:?}");
@@ -172,7 +178,7 @@ async fn batches_are_cut_at_the_event_and_byte_bounds() {
 async fn no_entry_exceeds_the_entry_limit_and_an_event_too_large_alone_is_refused() {
     use prost::Message;
 
-    use crate::api::{BatchLimits, WriteBatcher, WriteError};
+    use crate::proposer::{BatchLimits, Batcher, ProposeError};
     use crate::proto::pb;
     use crate::types::{Entry, EventBatch, ENTRY_OVERHEAD_BYTES};
 
@@ -187,7 +193,7 @@ async fn no_entry_exceeds_the_entry_limit_and_an_event_too_large_alone_is_refuse
         in_flight: 1,
         request_id_window_ms: 100_000,
     };
-    let writes = WriteBatcher::spawn(node.state.raft.clone(), limits);
+    let writes = Batcher::spawn(node.state.raft.clone(), limits);
     let sent: Vec<ProposedEvent> = (0..40).map(|i| proposed(&format!("limit-{i}"), i)).collect();
     let outcomes = futures::future::join_all(sent.iter().map(|event| writes.write(event.clone()))).await;
     let mut entries: std::collections::BTreeMap<u64, Vec<ProposedEvent>> = Default::default();
@@ -196,7 +202,7 @@ async fn no_entry_exceeds_the_entry_limit_and_an_event_too_large_alone_is_refuse
     }
     assert!(entries.len() > 1, "40 events of about 150 bytes do not fit 2 KiB: {:?}", entries.keys());
     for (index, events) in entries {
-        let counted: usize = events.iter().map(crate::api::batcher::event_bytes).sum::<usize>() + ENTRY_OVERHEAD_BYTES;
+        let counted: usize = events.iter().map(crate::proposer::event_bytes).sum::<usize>() + ENTRY_OVERHEAD_BYTES;
         assert!(counted <= LIMIT, "entry {index} counts {counted} bytes");
         let command = EventBatch { events, proposed_at_ms: u64::MAX, request_id_window_ms: u64::MAX };
         let entry = Entry {
@@ -213,7 +219,7 @@ async fn no_entry_exceeds_the_entry_limit_and_an_event_too_large_alone_is_refuse
     };
     let refused = writes.write(huge).await;
     assert!(
-        matches!(refused, Err(WriteError::TooLarge { limit, .. }) if limit == LIMIT - ENTRY_OVERHEAD_BYTES),
+        matches!(refused, Err(ProposeError::TooLarge { limit, .. }) if limit == LIMIT - ENTRY_OVERHEAD_BYTES),
         "{refused:?}"
     );
     node.shutdown().await;

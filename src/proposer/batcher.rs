@@ -1,4 +1,4 @@
-//! The leader's write path: concurrent critical writes share Raft entries.
+//! Batching: concurrent critical writes share Raft entries.
 //!
 //! OpenRaft 0.9 appends (and fsyncs) each `client_write` on its own, one
 //! after the other, so one entry per event caps a leader at one fsync per
@@ -32,30 +32,9 @@ use std::sync::Arc;
 use openraft::error::ClientWriteError;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::ProposeError;
 use crate::config::NodeConfig;
 use crate::types::{EventBatch, EventOutcome, ProposedEvent, Raft, ENTRY_OVERHEAD_BYTES, EVENT_OVERHEAD_BYTES};
-
-/// Why a write got no outcome; the same for every event of its batch.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WriteError {
-    /// OpenRaft answered `ForwardToLeader`: this node does not lead, or it
-    /// appended the entry and truncated it again as a deposed leader (a
-    /// copy elsewhere may still commit). Retry on the new leader, with the
-    /// same request id.
-    #[error("this node is not the leader")]
-    NotLeader,
-    /// OpenRaft refused the entry for another reason; nothing was appended.
-    #[error("{0}")]
-    Refused(String),
-    /// Raft stopped (a storage failure, or shutdown) with the entry
-    /// proposed: it may still commit.
-    #[error("{0}")]
-    Stopped(String),
-    /// The event alone would make an entry larger than a peer accepts;
-    /// nothing was proposed.
-    #[error("the event takes {bytes} bytes in a Raft entry; at most {limit} are allowed")]
-    TooLarge { bytes: usize, limit: usize },
-}
 
 /// Bounds of one batch and of the pipeline.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +73,7 @@ impl BatchLimits {
     }
 }
 
-type Reply = oneshot::Sender<Result<EventOutcome, WriteError>>;
+type Reply = oneshot::Sender<Result<EventOutcome, ProposeError>>;
 
 /// One queued write.
 struct Pending {
@@ -107,7 +86,7 @@ struct Pending {
 /// Queues writes for the batching task; cheap to clone. The task ends when
 /// the last handle is dropped.
 #[derive(Debug, Clone)]
-pub struct WriteBatcher {
+pub struct Batcher {
     queue: mpsc::Sender<Pending>,
     event_budget: usize,
 }
@@ -118,7 +97,7 @@ impl std::fmt::Debug for Pending {
     }
 }
 
-impl WriteBatcher {
+impl Batcher {
     /// Starts the batching task on the current runtime.
     pub fn spawn(raft: Raft, limits: BatchLimits) -> Self {
         // Room for several full batches; beyond that, handlers wait to
@@ -131,17 +110,14 @@ impl WriteBatcher {
     /// Proposes `event` in the next batch and waits for its outcome (after
     /// the entry is committed and applied on this node). Dropping the
     /// future before its batch is cut withdraws the event.
-    pub async fn write(&self, event: ProposedEvent) -> Result<EventOutcome, WriteError> {
+    pub async fn write(&self, event: ProposedEvent) -> Result<EventOutcome, ProposeError> {
         let bytes = event_bytes(&event);
         if bytes > self.event_budget {
-            return Err(WriteError::TooLarge { bytes, limit: self.event_budget });
+            return Err(ProposeError::TooLarge { bytes, limit: self.event_budget });
         }
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { event, bytes, reply })
-            .await
-            .map_err(|_| WriteError::Stopped("the write batcher has stopped".into()))?;
-        answer.await.unwrap_or_else(|_| Err(WriteError::Stopped("the write batcher dropped the write".into())))
+        self.queue.send(Pending { event, bytes, reply }).await.map_err(|_| ProposeError::BatcherStopped)?;
+        answer.await.unwrap_or(Err(ProposeError::BatcherStopped))
     }
 }
 
@@ -186,12 +162,12 @@ async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>, limits: BatchLimits
         // Sent from this task, so entries are proposed in the order batches
         // were cut; the answers are awaited in their own tasks.
         match raft.client_write_ff(command).await {
-            Err(fatal) => answer_all(replies, WriteError::Stopped(fatal.to_string())),
+            Err(fatal) => answer_all(replies, ProposeError::RaftStopped(Arc::new(fatal))),
             Ok(applied) => {
                 tokio::spawn(async move {
                     match applied.await {
                         Ok(result) => answer(result, replies),
-                        Err(_) => answer_all(replies, WriteError::Stopped("Raft stopped before answering".into())),
+                        Err(_) => answer_all(replies, ProposeError::Unanswered),
                     }
                     drop(slot);
                 });
@@ -207,18 +183,16 @@ fn answer(result: openraft::raft::ClientWriteResult<crate::types::TypeConfig>, r
             let index = response.log_id.index;
             let mut outcomes = response.data.events.into_iter();
             for reply in replies {
-                let outcome = outcomes.next().ok_or_else(|| {
-                    WriteError::Refused(format!("entry {index} was applied without an outcome for this event"))
-                });
+                let outcome = outcomes.next().ok_or(ProposeError::NoOutcome { index });
                 let _ = reply.send(outcome);
             }
         }
-        Err(ClientWriteError::ForwardToLeader(_)) => answer_all(replies, WriteError::NotLeader),
-        Err(err) => answer_all(replies, WriteError::Refused(err.to_string())),
+        Err(ClientWriteError::ForwardToLeader(_)) => answer_all(replies, ProposeError::NotLeader),
+        Err(err) => answer_all(replies, ProposeError::Refused(Arc::new(err))),
     }
 }
 
-fn answer_all(replies: Vec<Reply>, err: WriteError) {
+fn answer_all(replies: Vec<Reply>, err: ProposeError) {
     for reply in replies {
         // The handler may have given up; nobody to tell then.
         let _ = reply.send(Err(err.clone()));
