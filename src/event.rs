@@ -5,7 +5,11 @@
 //! Unknown fields are refused so that a misspelt field is an error the client
 //! sees, not a default value silently committed to the log.
 
+use std::collections::HashMap;
+
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use serde_aux::serde_introspection::serde_introspect;
 
 /// An event sent by a game server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,9 +38,70 @@ pub enum EphemeralEvent {
     PlayerAction { player_id: u64, action: String, timestamp: u64 },
 }
 
+/// Where a body's event names a kind or a type that does not exist: the
+/// tag that is not one of the known names. Read from the tags alone (the
+/// event's fields are skipped), and the known names are the enums' own, so
+/// a body whose tags are all known is never taken for an unknown type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownEventType {
+    #[error("unknown event kind `{0}`; expected one of {known:?}", known = serde_introspect::<GameEvent>())]
+    Kind(String),
+    #[error("unknown {kind} event type `{name}`; expected one of {known:?}")]
+    Type { kind: &'static str, name: String, known: &'static [&'static str] },
+}
+
+/// The unknown tag in a `{"event": {<kind>: {<type>: {...}}}}` body, if it
+/// has one; `None` for a body of another shape or with known tags.
+pub fn unknown_event_type(body: &[u8]) -> Option<UnknownEventType> {
+    #[derive(Deserialize)]
+    struct Tags {
+        event: HashMap<String, HashMap<String, IgnoredAny>>,
+    }
+    let tags: Tags = serde_json::from_slice(body).ok()?;
+    for (kind, types) in tags.event {
+        let known = match kind.as_str() {
+            "Critical" => ("Critical", serde_introspect::<CriticalEvent>()),
+            "Ephemeral" => ("Ephemeral", serde_introspect::<EphemeralEvent>()),
+            _ => return Some(UnknownEventType::Kind(kind)),
+        };
+        if let Some(name) = types.into_keys().find(|name| !known.1.contains(&name.as_str())) {
+            return Some(UnknownEventType::Type { kind: known.0, name, known: known.1 });
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_kind_or_type_is_found_by_its_tag_and_known_ones_are_not() {
+        let body = |event: &str| format!(r#"{{"event":{event},"request_id":"r"}}"#).into_bytes();
+        assert_eq!(
+            unknown_event_type(&body(r#"{"Persistent":{"PlayerLeave":{}}}"#)),
+            Some(UnknownEventType::Kind("Persistent".into()))
+        );
+        let teleport = unknown_event_type(&body(r#"{"Critical":{"PlayerTeleport":{"player_id":1}}}"#));
+        assert!(
+            matches!(&teleport, Some(UnknownEventType::Type { kind: "Critical", name, .. }) if name == "PlayerTeleport"),
+            "{teleport:?}"
+        );
+        // Every known type, with wrong fields: not an unknown type.
+        for event in [
+            r#"{"Critical":{"PlayerJoin":{"x":1}}}"#,
+            r#"{"Critical":{"PlayerLeave":1}}"#,
+            r#"{"Critical":{"ScoreUpdate":{}}}"#,
+            r#"{"Critical":{"GameStateChange":{}}}"#,
+            r#"{"Ephemeral":{"PlayerMove":{}}}"#,
+            r#"{"Ephemeral":{"PlayerAction":{}}}"#,
+        ] {
+            assert_eq!(unknown_event_type(&body(event)), None, "{event}");
+        }
+        // The design's names, as the enums define them.
+        assert_eq!(serde_introspect::<GameEvent>(), ["Critical", "Ephemeral"]);
+        assert_eq!(unknown_event_type(b"{\"other\": 1}"), None);
+    }
 
     /// Parses `text` as `T`, serializes it back in the design's 2-space pretty
     /// form, and checks the bytes are identical.

@@ -6,7 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, ApiJson, ApiPath, ErrorCode};
+use super::error::{ApiError, ErrorCode};
+use super::extract::{ApiJson, ApiPath};
 use super::forward::{ForwardRequest, LocalError};
 use super::AppState;
 use crate::membership::{self, JoinOutcome, JoinRequest, MembershipError};

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -185,23 +185,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let message = rejection.body_text();
-        let code = match &rejection {
-            JsonRejection::JsonDataError(_) if message.contains("unknown variant") => ErrorCode::UnknownEventType,
-            JsonRejection::JsonDataError(_) => ErrorCode::InvalidField,
-            JsonRejection::JsonSyntaxError(_) => ErrorCode::MalformedJson,
-            JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedContentType,
-            JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ErrorCode::PayloadTooLarge
-            }
-            _ => ErrorCode::InvalidBody,
-        };
-        Self::new(code, message)
-    }
-}
-
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         Self::new(ErrorCode::InvalidQuery, rejection.body_text())
@@ -227,22 +210,6 @@ impl From<MembershipError> for ApiError {
         Self::new(code, err.to_string())
     }
 }
-
-/// `axum::Json`, but a rejected body answers with an [`ApiError`] JSON body
-/// instead of axum's plain text.
-#[derive(axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct ApiJson<T>(pub T);
-
-/// `axum::extract::Query` with JSON errors.
-#[derive(axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct ApiQuery<T>(pub T);
-
-/// `axum::extract::Path` with JSON errors.
-#[derive(axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct ApiPath<T>(pub T);
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, ApiJson, ApiQuery, ErrorCode};
+use super::error::{ApiError, ErrorCode};
+use super::extract::{ApiJson, ApiQuery};
 use super::forward::{ForwardRequest, LocalError};
 use super::request_id;
 use super::AppState;

@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, ApiQuery};
+use super::error::ApiError;
 use super::events::{EventsQuery, MAX_PAGE_LIMIT};
+use super::extract::ApiQuery;
 use super::AppState;
 use crate::event::GameEvent;
 

@@ -9,6 +9,7 @@
 mod cluster;
 mod error;
 mod events;
+mod extract;
 mod forward;
 mod log;
 mod request_id;
