@@ -58,7 +58,7 @@ pub enum NodeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     /// Boxed: OpenRaft's fatal error is large and this one travels in `Result`s.
     #[error("cannot start raft: {0}")]
-    Raft(Box<openraft::error::Fatal<NodeId>>),
+    Raft(#[source] Box<openraft::error::Fatal<NodeId>>),
     /// Boxed, like `Raft`.
     #[error("cannot bootstrap the cluster: {0}")]
     Bootstrap(#[source] Box<RaftError<NodeId, InitializeError<NodeId, PeerAddr>>>),
@@ -77,10 +77,20 @@ pub enum NodeError {
     HttpClient(#[from] reqwest::Error),
     #[error("the cluster at {url} refused to let this node join ({status}): {body}")]
     JoinRefused { url: String, status: u16, body: String },
-    #[error("{server} server failed: {message}")]
-    Server { server: &'static str, message: String },
+    #[error("cannot serve gRPC: {0}")]
+    GrpcListener(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the HTTP server stopped: {0}")]
+    HttpServer(#[source] std::io::Error),
+    #[error("the gRPC server stopped: {0}")]
+    GrpcServer(#[source] tonic::transport::Error),
+    #[error("the {0} task ended abnormally: {1}")]
+    Task(&'static str, #[source] tokio::task::JoinError),
+    #[error("the {0} server stopped unasked")]
+    ServerEnded(&'static str),
     #[error("raft stopped: {0}")]
-    RaftStopped(String),
+    RaftStopped(#[source] Box<openraft::error::Fatal<NodeId>>),
+    #[error("raft stopped: {0}")]
+    RaftGone(#[source] openraft::metrics::WaitError),
     #[error(transparent)]
     DataDir(#[from] DataDirError),
 }
@@ -189,8 +199,7 @@ impl RunningNode {
         // for the leader's delayed ACK (40 ms on Linux): that was the p99 of
         // every write. Tonic's own nodelay default applies only to listeners
         // it binds itself, not to one handed to it.
-        let raft_incoming = TcpIncoming::from_listener(raft_listener, true, None)
-            .map_err(|e| NodeError::Server { server: "gRPC", message: e.to_string() })?;
+        let raft_incoming = TcpIncoming::from_listener(raft_listener, true, None).map_err(NodeError::GrpcListener)?;
         let stop_grpc = CancellationToken::new();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
@@ -262,27 +271,35 @@ impl RunningNode {
             let stopped = raft.wait(None).metrics(|m| m.running_state.is_err(), "raft stopped").await;
             match stopped {
                 Ok(metrics) => match &metrics.running_state {
-                    Err(fatal) => fatal.to_string(),
-                    Ok(()) => "unknown".to_string(),
+                    Err(fatal) => NodeError::RaftStopped(Box::new(fatal.clone())),
+                    Ok(()) => NodeError::ServerEnded("Raft"),
                 },
-                Err(err) => err.to_string(),
+                Err(err) => NodeError::RaftGone(err),
             }
         };
         let join = async {
             match self.join_task.as_mut() {
                 Some(task) => match task.await {
                     Ok(result) => result,
-                    Err(join_err) => Err(NodeError::Server { server: "join", message: join_err.to_string() }),
+                    Err(join_err) => Err(NodeError::Task("join", join_err)),
                 },
                 None => std::future::pending().await,
             }
         };
         let outcome = tokio::select! {
             () = shutdown => Ok(()),
-            reason = raft_failed => Err(NodeError::RaftStopped(reason)),
+            err = raft_failed => Err(err),
             Err(err) = join => Err(err),
-            http = &mut self.http_task => Err(NodeError::Server { server: "HTTP", message: format!("{http:?}") }),
-            grpc = &mut self.grpc_task => Err(NodeError::Server { server: "gRPC", message: format!("{grpc:?}") }),
+            http = &mut self.http_task => Err(match http {
+                Ok(Ok(())) => NodeError::ServerEnded("HTTP"),
+                Ok(Err(err)) => NodeError::HttpServer(err),
+                Err(join_err) => NodeError::Task("HTTP", join_err),
+            }),
+            grpc = &mut self.grpc_task => Err(match grpc {
+                Ok(Ok(())) => NodeError::ServerEnded("gRPC"),
+                Ok(Err(err)) => NodeError::GrpcServer(err),
+                Err(join_err) => NodeError::Task("gRPC", join_err),
+            }),
         };
         self.shutdown().await;
         outcome
