@@ -1,23 +1,36 @@
 //! gameraft: a Raft-replicated event log for a fleet of game-server workers.
 //!
-//! A write travels like this (every box is a module):
+//! The write path, `POST /events`, hop by hop (`file::function`):
 //!
 //! ```text
-//!  client ──HTTP──> api (axum) ──[follower: forward to leader's api]──┐
-//!                     │ leader                                         │
-//!                     ▼                                                ▼
-//!               Raft::client_write ── openraft core ── storage (log store, vote)
-//!                     │                     │
-//!                     │                     └── network (tonic gRPC) ──> followers' Raft
-//!                     ▼                                                   │
-//!               state_machine::apply  <── committed entries, same order ──┘ on every node
-//!                     │
-//!  client <──HTTP── api: {"success":true,"log_index":N}
+//!  client ─HTTP─> api/events.rs::post_event        parse (api/extract.rs::ApiJson), pick the request id
+//!                   │                               (api/request_id.rs::client_request_id, for_write)
+//!                   ▼
+//!                 api/forward.rs::on_leader ─────── not the leader: the same request to the leader's
+//!                   │ leader                        post_event, its answer relayed unchanged
+//!                   ▼
+//!                 api/events.rs::write_critical
+//!                   ▼
+//!                 proposer/mod.rs::Proposer::propose (write timeout)
+//!                   ▼
+//!                 proposer/batcher.rs::Batcher::write ─> run: queued writes cut into one EventBatch
+//!                   ▼                                        ─> Raft::client_write_ff
+//!                 openraft ─> raft_log/file_store.rs::append (fsync)
+//!                   │      └> network/client.rs::append_entries ─gRPC─> peers' network/server.rs
+//!                   ▼ committed, in log order, on every node
+//!                 state_machine/mod.rs::apply ─> state_machine/apply.rs::apply_entries
+//!                   │   exactly-once rule: apply.rs::decide (ids held in request_ids.rs)
+//!                   │   records: state_machine/event_store.rs::EntryWriter::push, flush
+//!                   ▼ one EventOutcome per event
+//!                 proposer/batcher.rs::answer ─> Proposer::propose returns
+//!                   ▼
+//!  client <─HTTP─ api/events.rs::committed  {"success":true,"message":..,"log_index":N}
 //! ```
 //!
 //! - [`event`]: the design's event types and their exact JSON form.
 //! - [`types`]: OpenRaft's type configuration; a Raft entry carries a batch of events.
-//! - [`api`]: the HTTP API, its errors, and forwarding to the leader.
+//! - [`api`]: the HTTP API: parsing, answers and errors, forwarding to the leader.
+//! - [`proposer`]: the write path to Raft: request ids, batching, the write timeout.
 //! - [`node`]: start-up (bind, Raft, servers, bootstrap or join) and shutdown.
 //! - [`membership`]: joining (learner, catch-up, promotion) and removal, on the leader.
 //! - [`network`]: OpenRaft's RPCs over gRPC, with typed protobuf messages.
