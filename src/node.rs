@@ -152,7 +152,7 @@ impl RunningNode {
             Some(dir) => {
                 let state_machine = GameStateMachine::open(&dir.state_dir())?
                     .with_crash_in_install_file(config.fault_crash_in_install_file.clone());
-                let events = state_machine.event_log();
+                let events = state_machine.event_list();
                 // Purges wait for the state machine; a log already purged
                 // past it is refused here, with what to do.
                 let log = FileLogStore::open(&dir.log_dir())?
@@ -162,7 +162,7 @@ impl RunningNode {
             }
             None => {
                 let state_machine = GameStateMachine::in_memory();
-                let events = state_machine.event_log();
+                let events = state_machine.event_list();
                 (Raft::new(node_id, raft_config, network, MemLogStore::new(), state_machine).await, events)
             }
         };

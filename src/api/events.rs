@@ -195,7 +195,7 @@ const STREAM_CHUNK_EVENTS: u64 = 2;
 /// with memory bounded by the chunk size whatever the event count. A read
 /// error after the status was sent aborts the body (the client sees a cut,
 /// invalid JSON, never a wrong list).
-fn stream_all_events(log: crate::state_machine::EventLog) -> Response {
+fn stream_all_events(log: crate::state_machine::EventList) -> Response {
     let total = log.len();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {

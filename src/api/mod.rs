@@ -11,7 +11,7 @@ mod error;
 mod events;
 mod extract;
 mod forward;
-mod log;
+mod positions;
 mod request_id;
 mod status;
 
@@ -26,7 +26,7 @@ pub use cluster::{JoinResponse, NodeInfo, NodesResponse};
 pub use error::{ApiError, ErrorCode, LeaderHint};
 pub use events::{EventsPage, EventsResponse, PostEventRequest, PostEventResponse, MAX_PAGE_LIMIT};
 pub use forward::{Forwarder, HOPS_HEADER};
-pub use log::{LogEntry, LogPage};
+pub use positions::{PositionedEvent, PositionedEventsPage};
 pub use request_id::{ASSIGNED_ID_HEADER, IDEMPOTENCY_KEY_HEADER};
 pub use status::StatusResponse;
 
@@ -34,7 +34,7 @@ use crate::config::ApiSettings;
 use crate::ephemeral::EphemeralStore;
 use crate::proposer::Proposer;
 use crate::registry::NodeRegistry;
-use crate::state_machine::EventLog;
+use crate::state_machine::EventList;
 use crate::types::{NodeId, PeerAddr, Raft};
 
 /// Everything a handler needs; cheap to clone.
@@ -44,7 +44,7 @@ pub struct AppState {
     pub addr: PeerAddr,
     pub raft: Raft,
     pub registry: NodeRegistry,
-    pub events: EventLog,
+    pub events: EventList,
     pub ephemeral: Arc<EphemeralStore>,
     pub settings: Arc<ApiSettings>,
     pub forwarder: Forwarder,
@@ -60,7 +60,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;
     Router::new()
         .route("/events", post(events::post_event).get(events::get_events))
-        .route("/log", get(log::get_log))
+        .route("/log", get(positions::get_positioned_events))
         .route("/ephemeral", get(events::get_ephemeral))
         .route("/status", get(status::status))
         .route("/health", get(status::health))

@@ -110,7 +110,7 @@ async fn an_event_file_cut_at_any_offset_reopens_at_its_last_whole_record() {
         let expected_membership = if kept >= Some(20) { Some(log_id(20)) } else { Some(log_id(0)) };
         assert_eq!(*membership.log_id(), expected_membership, "cut at {cut}");
         let expected = events_in(0..kept.map_or(0, |k| k + 1));
-        let log = sm.event_log();
+        let log = sm.event_list();
         assert_eq!(log.len(), expected.len() as u64, "cut at {cut}");
         let read: Vec<CriticalEvent> = log.range(0, u64::MAX).unwrap().into_iter().map(|e| e.event).collect();
         assert_eq!(read, expected, "cut at {cut}");
@@ -121,7 +121,7 @@ async fn an_event_file_cut_at_any_offset_reopens_at_its_last_whole_record() {
         drop(sm);
         let reopened = GameStateMachine::open(&dir).unwrap();
         let all: Vec<CriticalEvent> =
-            reopened.event_log().range(0, u64::MAX).unwrap().into_iter().map(|e| e.event).collect();
+            reopened.event_list().range(0, u64::MAX).unwrap().into_iter().map(|e| e.event).collect();
         assert_eq!(all, events_in(0..last_index + 1), "cut at {cut}: after re-applying");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -132,7 +132,7 @@ async fn pages_read_only_their_events_and_agree_with_a_full_read() {
     let dir = tempfile::tempdir().unwrap();
     let mut sm = GameStateMachine::open(dir.path()).unwrap();
     sm.apply((0..=last_entry()).map(entry)).await.unwrap();
-    let log = sm.event_log();
+    let log = sm.event_list();
     let all = log.range(0, u64::MAX).unwrap();
     for from in 0..=all.len() as u64 + 1 {
         for limit in [0, 1, 3, 100] {
@@ -172,7 +172,7 @@ async fn installing_a_snapshot_switches_state_whole_and_survives_crashes_between
     let receiver_dir = tempfile::tempdir().unwrap();
     let mut receiver = GameStateMachine::open(receiver_dir.path()).unwrap();
     receiver.apply((0..5).map(entry)).await.unwrap();
-    let before: Vec<_> = receiver.event_log().range(0, u64::MAX).unwrap();
+    let before: Vec<_> = receiver.event_list().range(0, u64::MAX).unwrap();
 
     // Received in two chunks, the second written first, as offsets allow.
     let mut incoming = receiver.begin_receiving_snapshot().await.unwrap();
@@ -191,15 +191,15 @@ async fn installing_a_snapshot_switches_state_whole_and_survives_crashes_between
     let crashed_early = tempfile::tempdir().unwrap();
     copy_tree(receiver_dir.path(), crashed_early.path());
     let reopened = GameStateMachine::open(crashed_early.path()).unwrap();
-    assert_eq!(reopened.event_log().range(0, u64::MAX).unwrap(), before);
+    assert_eq!(reopened.event_list().range(0, u64::MAX).unwrap(), before);
     assert!(std::fs::read_dir(crashed_early.path())
         .unwrap()
         .all(|d| { !d.unwrap().file_name().to_string_lossy().starts_with("incoming-") }));
 
     receiver.install_snapshot(&built.meta, incoming).await.unwrap();
 
-    let expected = sender.event_log().range(0, u64::MAX).unwrap();
-    assert_eq!(receiver.event_log().range(0, u64::MAX).unwrap(), expected);
+    let expected = sender.event_list().range(0, u64::MAX).unwrap();
+    assert_eq!(receiver.event_list().range(0, u64::MAX).unwrap(), expected);
     assert_eq!(receiver.applied_state().await.unwrap().0, built.meta.last_log_id);
     let current = receiver.get_current_snapshot().await.unwrap().expect("installed snapshot is current");
     assert_eq!(current.meta, built.meta);
@@ -207,7 +207,7 @@ async fn installing_a_snapshot_switches_state_whole_and_survives_crashes_between
 
     // Reopened: the new state, the old generation gone.
     let reopened = GameStateMachine::open(receiver_dir.path()).unwrap();
-    assert_eq!(reopened.event_log().range(0, u64::MAX).unwrap(), expected);
+    assert_eq!(reopened.event_list().range(0, u64::MAX).unwrap(), expected);
     let generations: Vec<String> = std::fs::read_dir(receiver_dir.path())
         .unwrap()
         .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
@@ -223,7 +223,7 @@ async fn installing_a_snapshot_switches_state_whole_and_survives_crashes_between
     copy_tree(&crashed.path().join("gen-000003"), &crashed.path().join("gen-000002"));
     std::fs::write(crashed.path().join("gen-000003").join("events.dat"), b"half-written").unwrap();
     let survivor = GameStateMachine::open(crashed.path()).unwrap();
-    assert_eq!(survivor.event_log().range(0, u64::MAX).unwrap(), expected);
+    assert_eq!(survivor.event_list().range(0, u64::MAX).unwrap(), expected);
     assert!(!crashed.path().join("gen-000003").exists(), "the uncommitted generation is removed");
 }
 
@@ -240,13 +240,13 @@ async fn a_snapshot_that_does_not_match_its_meta_is_refused() {
     let receiver_dir = tempfile::tempdir().unwrap();
     let mut receiver = GameStateMachine::open(receiver_dir.path()).unwrap();
     receiver.apply((0..3).map(entry)).await.unwrap();
-    let before = receiver.event_log().range(0, u64::MAX).unwrap();
+    let before = receiver.event_list().range(0, u64::MAX).unwrap();
     for damaged in [bytes[..bytes.len() - 3].to_vec(), bytes[..bytes.len() / 2].to_vec()] {
         let mut incoming = receiver.begin_receiving_snapshot().await.unwrap();
         incoming.write_all(&damaged).await.unwrap();
         incoming.shutdown().await.unwrap();
         assert!(receiver.install_snapshot(&built.meta, incoming).await.is_err());
-        assert_eq!(receiver.event_log().range(0, u64::MAX).unwrap(), before, "old state kept");
+        assert_eq!(receiver.event_list().range(0, u64::MAX).unwrap(), before, "old state kept");
     }
 }
 

@@ -70,7 +70,7 @@ fn reused(position: u64, log_index: u64) -> EventOutcome {
 
 /// (position, log_index, request id) of every stored event.
 fn stored(sm: &GameStateMachine) -> Vec<(u64, u64, Option<String>)> {
-    let events = sm.event_log().range(0, u64::MAX).expect("read events");
+    let events = sm.event_list().range(0, u64::MAX).expect("read events");
     events.into_iter().map(|e| (e.position, e.log_index, e.request_id)).collect()
 }
 
@@ -107,7 +107,7 @@ async fn an_id_repeated_within_the_window_is_not_appended_and_just_outside_it_is
     // At 6000 ms, window 3000: events applied at 3000 ms or later are in it.
     assert_eq!(apply(&mut sm, one(6, 6000, 3000, "e2")).await, vec![duplicate(2, 3)], "oldest event in the window");
     assert_eq!(apply(&mut sm, one(7, 6000, 3000, "e1")).await, vec![appended(5, 7)], "newest event outside it");
-    assert_eq!(sm.event_log().len(), 6);
+    assert_eq!(sm.event_list().len(), 6);
     // The second "e1" is now the one in the window.
     assert_eq!(apply(&mut sm, one(8, 6000, 3000, "e1")).await, vec![duplicate(5, 7)]);
     assert_eq!(stored(&sm).iter().filter(|(_, _, id)| id.as_deref() == Some("e1")).count(), 2);
@@ -123,7 +123,7 @@ async fn an_id_reused_for_another_event_is_refused_not_appended_and_the_original
     // In one batch: the second event under "x" differs, the third repeats the first.
     let batch = command(8, 8000, LONG, &[(Some("x"), 1), (Some("x"), 2), (Some("x"), 1)]);
     assert_eq!(apply(&mut sm, batch).await, vec![appended(5, 8), reused(5, 8), duplicate(5, 8)]);
-    assert_eq!(sm.event_log().len(), 6, "five events and x, once");
+    assert_eq!(sm.event_list().len(), 6, "five events and x, once");
 }
 
 #[tokio::test]
@@ -205,7 +205,7 @@ async fn a_window_that_grows_mid_batch_sees_the_batch_events_not_yet_written() {
     );
     drop(sm);
     let reopened = GameStateMachine::open(dir.path()).expect("reopen");
-    assert_eq!(reopened.event_log().len(), 4, "the store holds each event once, whole");
+    assert_eq!(reopened.event_list().len(), 4, "the store holds each event once, whole");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! The events live in an `event_store` (on disk for durable nodes, in a
 //! buffer for `--in-memory` ones); memory holds counters and the last
 //! window's request ids. Reads (`GET /events`, `/log`, `/status`) go through
-//! an [`EventLog`] handle that shares the live generation with the state
+//! an [`EventList`] handle that shares the live generation with the state
 //! machine OpenRaft owns.
 //!
 //! Snapshots are the event file's prefix ([`SnapshotData`]); installing one
@@ -57,7 +57,7 @@ use crate::types::{
     Entry, EventBatchResult, LogId, SnapshotData, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 
-/// A critical event as committed: its position in the event log, the Raft
+/// A critical event as committed: its position in the event list, the Raft
 /// log index of the entry that carried it, and its request id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommittedEvent {
@@ -81,11 +81,11 @@ struct Live {
 
 /// A read-only view of the committed events, shared with the HTTP API.
 #[derive(Debug, Clone)]
-pub struct EventLog {
+pub struct EventList {
     live: Arc<RwLock<Live>>,
 }
 
-impl EventLog {
+impl EventList {
     /// Number of committed events on this node.
     pub fn len(&self) -> u64 {
         read(&self.live).state.event_count
@@ -198,8 +198,8 @@ impl GameStateMachine {
         self.durable.clone()
     }
 
-    pub fn event_log(&self) -> EventLog {
-        EventLog { live: self.live.clone() }
+    pub fn event_list(&self) -> EventList {
+        EventList { live: self.live.clone() }
     }
 
     /// How far this store has applied (for tests and benchmarks).

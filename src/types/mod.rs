@@ -60,7 +60,7 @@ impl fmt::Display for PeerAddr {
 ///
 /// It holds a batch: the leader folds concurrent writes into one entry (one
 /// fsync, one replication round) in `api/batcher.rs`. Events keep their
-/// order in the batch and each gets its own position in the event log.
+/// order in the batch and each gets its own position in the event list.
 ///
 /// The two numbers below are the leader's, stamped when it proposes the
 /// entry, so that whether an event is a duplicate is decided from the log

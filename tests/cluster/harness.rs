@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use gameraft::api::{LogEntry, LogPage};
+use gameraft::api::{PositionedEvent, PositionedEventsPage};
 use gameraft::client::{Client, ClientError, RawResponse};
 use gameraft::event::{CriticalEvent, GameEvent};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -76,7 +76,7 @@ pub async fn post_with_id(client: &Client, event: &GameEvent, id: &str) -> Resul
 }
 
 /// Node `client`'s whole `GET /log`, read page by page.
-pub async fn full_log(client: &Client) -> Result<Vec<LogEntry>, String> {
+pub async fn full_log(client: &Client) -> Result<Vec<PositionedEvent>, String> {
     let mut entries = Vec::new();
     loop {
         let path = format!("/log?from={}", entries.len());
@@ -84,7 +84,7 @@ pub async fn full_log(client: &Client) -> Result<Vec<LogEntry>, String> {
         if raw.status != 200 {
             return Err(format!("GET {path}: {} {}", raw.status, raw.body));
         }
-        let page: LogPage = serde_json::from_value(raw.body).map_err(|e| format!("GET {path}: {e}"))?;
+        let page: PositionedEventsPage = serde_json::from_value(raw.body).map_err(|e| format!("GET {path}: {e}"))?;
         if page.from != entries.len() as u64 {
             return Err(format!("GET {path}: page starts at {}", page.from));
         }
@@ -369,7 +369,7 @@ impl TestCluster {
     /// Waits until every running node's `GET /log` holds the same entries,
     /// including the one with request id `barrier`; returns them. Asserts on
     /// every poll that each node's log is a prefix of the longest.
-    pub async fn converged_log_through(&self, barrier: &str, limit: Duration) -> Vec<LogEntry> {
+    pub async fn converged_log_through(&self, barrier: &str, limit: Duration) -> Vec<PositionedEvent> {
         wait_for(&format!("all nodes to hold the same log, through request {barrier}"), limit, || async {
             let mut logs = Vec::new();
             for node in self.nodes.values() {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use gameraft::api::LogEntry;
+use gameraft::api::PositionedEvent;
 use gameraft::client::Client;
 use gameraft::event::GameEvent;
 use rand::seq::SliceRandom;
@@ -71,7 +71,7 @@ fn live_clients(cluster: &TestCluster) -> Arc<RwLock<BTreeMap<u64, Client>>> {
 }
 
 /// Request id -> the (position, log_index) of each entry carrying it.
-fn by_request_id(log: &[LogEntry]) -> HashMap<&str, Vec<(u64, u64)>> {
+fn by_request_id(log: &[PositionedEvent]) -> HashMap<&str, Vec<(u64, u64)>> {
     let mut ids: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
     for entry in log {
         let id = entry.request_id.as_deref().unwrap_or_else(|| panic!("entry without a request id: {entry:?}"));
@@ -213,7 +213,7 @@ async fn writes_retried_with_their_id_through_a_leader_kill_are_each_in_the_log_
 /// Every id written is in `log` exactly once, at the log index its writer
 /// was told (whether its answer was a duplicate or not); every entry is one
 /// of them or a barrier; positions count up from 0 with log indexes rising.
-fn check_each_id_once_where_acknowledged(log: &[LogEntry], written: &[(String, Acked)]) {
+fn check_each_id_once_where_acknowledged(log: &[PositionedEvent], written: &[(String, Acked)]) {
     let ids = by_request_id(log);
     for (id, acked) in written {
         let found = ids.get(id.as_str()).unwrap_or_else(|| panic!("{id} was acknowledged but is not in the log"));

@@ -1,5 +1,6 @@
-//! `GET /log?from=N&limit=M`: the committed events with where they are in the
-//! log and the request id each was written under.
+//! `GET /log?from=N&limit=M`: the committed events, each with its position in
+//! the event list, the index of the Raft entry that carried it and the
+//! request id it was written under.
 //!
 //! Read from this node's store, like `GET /events` (a follower may lag by a
 //! heartbeat). Meant for checkers and operators that need to match what
@@ -19,22 +20,23 @@ use crate::event::GameEvent;
 
 /// One committed event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogEntry {
+pub struct PositionedEvent {
     /// 0-based position in the event list (`GET /events` order).
     pub position: u64,
     /// Raft index of the entry that committed it (what the writer was told).
     pub log_index: u64,
     /// The client's request id; an id the receiving node assigned (the write
-    /// came without one) shows as `auto-<node id>-<32 hex digits>`; `null`
-    /// for events written before request ids existed.
+    /// came without one) shows as `auto-<node id>-<32 hex digits>`. Every
+    /// write through the API has one (`null` only for entries proposed
+    /// without, by tests and benchmarks).
     pub request_id: Option<String>,
     pub event: GameEvent,
 }
 
 /// One page of `GET /log`, shaped like `GET /events?from=&limit=`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogPage {
-    pub entries: Vec<LogEntry>,
+pub struct PositionedEventsPage {
+    pub entries: Vec<PositionedEvent>,
     pub count: u64,
     /// Position of the first entry in this page.
     pub from: u64,
@@ -44,7 +46,7 @@ pub struct LogPage {
     pub total: u64,
 }
 
-pub async fn get_log(State(state): State<AppState>, ApiQuery(query): ApiQuery<EventsQuery>) -> Response {
+pub async fn get_positioned_events(State(state): State<AppState>, ApiQuery(query): ApiQuery<EventsQuery>) -> Response {
     let from = query.from.unwrap_or(0);
     let limit = query.limit.unwrap_or(MAX_PAGE_LIMIT).min(MAX_PAGE_LIMIT);
     let log = state.events.clone();
@@ -52,10 +54,10 @@ pub async fn get_log(State(state): State<AppState>, ApiQuery(query): ApiQuery<Ev
     let total = log.len();
     let limit = limit.min(total.saturating_sub(from));
     let read = tokio::task::spawn_blocking(move || log.range(from, limit)).await;
-    let entries: Vec<LogEntry> = match read.map_err(std::io::Error::other).and_then(|r| r) {
+    let entries: Vec<PositionedEvent> = match read.map_err(std::io::Error::other).and_then(|r| r) {
         Ok(events) => events
             .into_iter()
-            .map(|e| LogEntry {
+            .map(|e| PositionedEvent {
                 position: e.position,
                 log_index: e.log_index,
                 request_id: e.request_id,
@@ -65,5 +67,5 @@ pub async fn get_log(State(state): State<AppState>, ApiQuery(query): ApiQuery<Ev
         Err(err) => return ApiError::storage(&err).into_response(),
     };
     let count = entries.len() as u64;
-    Json(LogPage { entries, count, from, next: from.saturating_add(count), total }).into_response()
+    Json(PositionedEventsPage { entries, count, from, next: from.saturating_add(count), total }).into_response()
 }
