@@ -500,6 +500,62 @@ mod tests {
         assert!(err.to_string().contains("--max-body-bytes"), "{err}");
     }
 
+    /// Every `serve` flag, its environment variable, its default and
+    /// whether it is hidden: a public interface (the README's table), pinned
+    /// here so that regrouping the settings cannot change it.
+    #[test]
+    fn the_flags_env_vars_and_defaults_are_the_documented_ones() {
+        use clap::CommandFactory;
+        let expected = [
+            ("advertise-host", "ADVERTISE_HOST", "", false),
+            ("bootstrap", "GAMERAFT_BOOTSTRAP", "", false),
+            ("data-dir", "DATA_DIR", "gameraft-data", false),
+            ("election-timeout-max-ms", "GAMERAFT_ELECTION_TIMEOUT_MAX_MS", "3000", false),
+            ("election-timeout-min-ms", "GAMERAFT_ELECTION_TIMEOUT_MIN_MS", "1500", false),
+            ("fault-crash-in-install-file", "GAMERAFT_FAULT_CRASH_IN_INSTALL_FILE", "", true),
+            ("fault-peer-delay-file", "GAMERAFT_FAULT_PEER_DELAY_FILE", "", true),
+            ("heartbeat-ms", "GAMERAFT_HEARTBEAT_MS", "500", false),
+            ("http-addr", "HTTP_ADDR", "0.0.0.0:8080", false),
+            ("id", "WORKER_ID", "", false),
+            ("in-memory", "GAMERAFT_IN_MEMORY", "", false),
+            ("install-snapshot-timeout-ms", "GAMERAFT_INSTALL_SNAPSHOT_TIMEOUT_MS", "10000", false),
+            ("join", "MASTER_URL", "", false),
+            ("join-timeout-ms", "GAMERAFT_JOIN_TIMEOUT_MS", "60000", false),
+            ("leader-probe-ms", "GAMERAFT_LEADER_PROBE_MS", "250", false),
+            ("leader-wait-ms", "GAMERAFT_LEADER_WAIT_MS", "5000", false),
+            ("logs-kept-after-snapshot", "GAMERAFT_LOGS_KEPT_AFTER_SNAPSHOT", "1000", false),
+            ("max-body-bytes", "GAMERAFT_MAX_BODY_BYTES", "65536", false),
+            ("max-payload-entries", "GAMERAFT_MAX_PAYLOAD_ENTRIES", "300", false),
+            ("raft-addr", "RAFT_ADDR", "0.0.0.0:5000", false),
+            ("recent-actions", "GAMERAFT_RECENT_ACTIONS", "1024", false),
+            ("request-id-window-secs", "GAMERAFT_REQUEST_ID_WINDOW_SECS", "120", false),
+            ("snapshot-after-logs", "GAMERAFT_SNAPSHOT_AFTER_LOGS", "5000", false),
+            ("write-batch-max-bytes", "GAMERAFT_WRITE_BATCH_MAX_BYTES", "131072", false),
+            ("write-batch-max-events", "GAMERAFT_WRITE_BATCH_MAX_EVENTS", "256", false),
+            ("write-batches-in-flight", "GAMERAFT_WRITE_BATCHES_IN_FLIGHT", "2", false),
+            ("write-timeout-ms", "GAMERAFT_WRITE_TIMEOUT_MS", "10000", false),
+        ];
+        let command = Cli::command();
+        let mut actual: Vec<_> = command
+            .get_arguments()
+            .map(|arg| {
+                let defaults: Vec<_> = arg.get_default_values().iter().map(|v| v.to_string_lossy()).collect();
+                (
+                    arg.get_long().unwrap_or_default().to_string(),
+                    arg.get_env().map(|env| env.to_string_lossy().into_owned()).unwrap_or_default(),
+                    defaults.join(","),
+                    arg.is_hide_set(),
+                )
+            })
+            .collect();
+        actual.sort();
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|&(long, env, default, hidden)| (long.to_string(), env.to_string(), default.to_string(), hidden))
+            .collect();
+        assert_eq!(actual, expected);
+    }
+
     #[test]
     fn join_url_must_be_http() {
         let config = parse(&["--join", "10.0.0.1:8080"]);
