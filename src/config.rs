@@ -22,8 +22,10 @@ pub const FORWARD_MAX_HOPS: u32 = 3;
 pub const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Room in one AppendEntries message for everything besides its entries.
 const APPEND_ENTRIES_OVERHEAD_BYTES: u64 = 64 * 1024;
-/// Longest request id (`api/request_id.rs`): it joins the event in the entry.
-const MAX_REQUEST_ID_BYTES: u64 = crate::api::MAX_REQUEST_ID_BYTES as u64;
+/// Longest request id accepted, in bytes (`api/request_id.rs` refuses
+/// longer ones). It joins the event in the Raft entry, so it counts in
+/// [`NodeConfig::max_entry_bytes`].
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
 
 /// Configuration of one node (`gameraft serve`).
 #[derive(Debug, Clone, Args)]
@@ -261,7 +263,7 @@ impl NodeConfig {
     /// the same measure, and never builds a larger entry.
     pub fn max_entry_bytes(&self) -> u64 {
         let batch = self.api.write_batch_max_bytes as u64;
-        let single = self.api.max_body_bytes as u64 + MAX_REQUEST_ID_BYTES + EVENT_OVERHEAD_BYTES as u64;
+        let single = self.api.max_body_bytes as u64 + MAX_REQUEST_ID_BYTES as u64 + EVENT_OVERHEAD_BYTES as u64;
         batch.max(single) + ENTRY_OVERHEAD_BYTES as u64
     }
 

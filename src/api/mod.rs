@@ -28,7 +28,7 @@ pub use error::{ApiError, ErrorCode, LeaderHint};
 pub use events::{EventsPage, EventsResponse, PostEventRequest, PostEventResponse, MAX_PAGE_LIMIT};
 pub use forward::{Forwarder, HOPS_HEADER};
 pub use log::{LogEntry, LogPage};
-pub use request_id::{ASSIGNED_ID_HEADER, IDEMPOTENCY_KEY_HEADER, MAX_REQUEST_ID_BYTES};
+pub use request_id::{ASSIGNED_ID_HEADER, IDEMPOTENCY_KEY_HEADER};
 pub use status::StatusResponse;
 
 use crate::config::ApiSettings;

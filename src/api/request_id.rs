@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 
 use super::error::{ApiError, ErrorCode};
+use crate::config::MAX_REQUEST_ID_BYTES;
 use crate::types::NodeId;
 
 /// The standard header a client may name its write with instead of the
@@ -27,8 +28,6 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// without one. A client that sends it gets its write deduplicated like with
 /// a `request_id`, but an answer without `duplicate`.
 pub const ASSIGNED_ID_HEADER: &str = "x-gameraft-assigned-request-id";
-/// Longest request id accepted, in bytes.
-pub const MAX_REQUEST_ID_BYTES: usize = 128;
 
 /// The id a critical write is proposed under.
 #[derive(Debug, Clone, PartialEq, Eq)]
