@@ -113,7 +113,7 @@ pub async fn post_event(
 /// leader's) state machine, which may find the id already used (a retry) and
 /// name the original instead.
 async fn write_critical(state: &AppState, event: CriticalEvent, id: RequestId) -> Result<Response, LocalError> {
-    let timeout = state.settings.write_timeout();
+    let timeout = state.settings.api.write_timeout();
     let horizon = state.settings.retry_horizon();
     let proposed = ProposedEvent { request_id: Some(id.as_str().to_string()), event };
     match tokio::time::timeout(timeout, state.writes.write(proposed)).await {

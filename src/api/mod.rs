@@ -31,7 +31,7 @@ pub use log::{LogEntry, LogPage};
 pub use request_id::{ASSIGNED_ID_HEADER, IDEMPOTENCY_KEY_HEADER};
 pub use status::StatusResponse;
 
-use crate::config::ApiSettings;
+use crate::config::NodeConfig;
 use crate::ephemeral::EphemeralStore;
 use crate::registry::NodeRegistry;
 use crate::state_machine::EventLog;
@@ -46,7 +46,7 @@ pub struct AppState {
     pub registry: NodeRegistry,
     pub events: EventLog,
     pub ephemeral: Arc<EphemeralStore>,
-    pub settings: Arc<ApiSettings>,
+    pub settings: Arc<NodeConfig>,
     pub forwarder: Forwarder,
     /// The leader's write path: critical writes are batched into entries.
     pub writes: WriteBatcher,
@@ -57,7 +57,7 @@ pub struct AppState {
 
 /// The node's HTTP routes.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.settings.max_body_bytes;
+    let body_limit = state.settings.api.max_body_bytes;
     Router::new()
         .route("/events", post(events::post_event).get(events::get_events))
         .route("/log", get(log::get_log))
