@@ -190,3 +190,92 @@ fn join_url_must_be_http() {
     let config = parse(&["--join", "10.0.0.1:8080"]);
     assert!(matches!(config.validate(), Err(ConfigError::JoinUrl { .. })));
 }
+
+#[test]
+fn each_groups_default_is_its_flags_default() {
+    let parsed = parse(&[]);
+    assert_eq!(parsed.identity, IdentitySettings::default());
+    assert_eq!(parsed.storage, StorageSettings::default());
+    assert_eq!(parsed.raft, RaftTimings::default());
+    assert_eq!(parsed.api, ApiSettings::default());
+    assert_eq!(parsed.batching, BatchSettings::default());
+    assert_eq!(parsed.exactly_once, ExactlyOnceSettings::default());
+    assert_eq!(parsed.faults, FaultInjection::default());
+    assert_eq!(parsed, NodeConfig::default());
+    assert!(NodeConfig::default().validate().is_ok(), "the defaults are a valid configuration");
+}
+
+/// `RaftTimings::validate` states its rules itself, so that each error can
+/// name the flags; it must accept exactly what OpenRaft's own checks accept,
+/// on the timings as given and on the `Config` they are mapped to.
+#[test]
+fn raft_timings_are_valid_exactly_when_openraft_accepts_them_as_given_and_as_mapped() {
+    // OpenRaft's `Config::default()` parses an empty command line: build it once.
+    let openraft_default = openraft::Config::default();
+    let mut valid = 0;
+    for heartbeat_ms in 0..=6 {
+        for election_timeout_min_ms in 0..=24 {
+            for election_timeout_max_ms in 0..=24 {
+                for max_payload_entries in [0, 1] {
+                    let timings = RaftTimings {
+                        heartbeat_ms,
+                        election_timeout_min_ms,
+                        election_timeout_max_ms,
+                        max_payload_entries,
+                        ..RaftTimings::default()
+                    };
+                    let as_given = openraft::Config {
+                        heartbeat_interval: heartbeat_ms,
+                        election_timeout_min: election_timeout_min_ms,
+                        election_timeout_max: election_timeout_max_ms,
+                        ..openraft_default.clone()
+                    };
+                    let openraft_accepts = as_given.validate().is_ok() && timings.to_openraft().validate().is_ok();
+                    let verdict = timings.validate();
+                    assert_eq!(verdict.is_ok(), openraft_accepts, "{timings:?}: {verdict:?}");
+                    valid += usize::from(openraft_accepts);
+                }
+            }
+        }
+    }
+    assert!(valid > 100, "the grid holds valid timings too: {valid}");
+}
+
+#[test]
+fn the_election_timeout_range_must_hold_openraft_timeouts_under_the_lease() {
+    let fine = parse(&["--election-timeout-min-ms", "2999", "--election-timeout-max-ms", "3000"]);
+    assert!(fine.validate().is_ok());
+    let raft = fine.raft.to_openraft();
+    assert_eq!((raft.election_timeout_min, raft.election_timeout_max), (1499, 1500));
+    // An odd maximum: the lease is 1500 ms, so a 3000 ms minimum leaves
+    // OpenRaft no timeout below it.
+    let odd = parse(&["--election-timeout-min-ms", "3000", "--election-timeout-max-ms", "3001"]);
+    let err = odd.validate().expect_err("empty OpenRaft range");
+    assert!(matches!(err, ConfigError::ElectionTimeoutRange { min_ms: 3000, max_ms: 3001 }), "{err:?}");
+    let inverted = parse(&["--election-timeout-min-ms", "3000", "--election-timeout-max-ms", "2000"]);
+    let err = inverted.validate().expect_err("min above max");
+    assert!(matches!(err, ConfigError::ElectionTimeoutRange { min_ms: 3000, max_ms: 2000 }), "{err:?}");
+    for flag in ["--election-timeout-min-ms", "--election-timeout-max-ms"] {
+        assert!(err.to_string().contains(flag), "{err}");
+    }
+}
+
+#[test]
+fn every_count_limit_and_wait_that_must_not_be_0_is_named_when_it_is() {
+    for flag in [
+        "--max-payload-entries",
+        "--snapshot-after-logs",
+        "--leader-wait-ms",
+        "--write-timeout-ms",
+        "--join-timeout-ms",
+        "--max-body-bytes",
+        "--write-batch-max-events",
+        "--write-batch-max-bytes",
+        "--write-batches-in-flight",
+        "--request-id-window-secs",
+    ] {
+        let err = parse(&[flag, "0"]).validate().expect_err(flag);
+        assert!(matches!(err, ConfigError::Zero(name) if name == flag), "{flag}: {err:?}");
+        assert!(err.to_string().starts_with(flag), "{err}");
+    }
+}
