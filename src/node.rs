@@ -114,44 +114,45 @@ impl RunningNode {
     /// Binds, starts Raft and both servers, and starts bootstrapping or
     /// joining. Returns once the node is listening.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
-        let raft_config = Arc::new(config.validate()?);
+        config.validate()?;
+        let raft_config = Arc::new(config.raft.to_openraft());
         // Opened first: a directory that is locked, damaged or another
         // node's must stop us before we bind anything.
-        let data_dir = match config.in_memory {
+        let data_dir = match config.storage.in_memory {
             true => None,
-            false => Some(Arc::new(DataDir::open(&config.data_dir, config.id, generate_node_id)?)),
+            false => Some(Arc::new(DataDir::open(&config.storage.data_dir, config.identity.id, generate_node_id)?)),
         };
         let (identity, has_state) = match &data_dir {
             Some(dir) => (NodeIdentity::durable(dir.clone()), dir.has_raft_state()),
-            None => (NodeIdentity::in_memory(config.id.unwrap_or_else(generate_node_id)), false),
+            None => (NodeIdentity::in_memory(config.identity.id.unwrap_or_else(generate_node_id)), false),
         };
         let identity = Arc::new(identity);
         let node_id = identity.node_id();
         // Decided before anything is created, so that a refused start leaves
         // the directory as it found it.
-        if !has_state && !config.bootstrap && config.join.is_none() {
+        if !has_state && !config.identity.bootstrap && config.identity.join.is_none() {
             return Err(NodeError::NothingToStart { node_id });
         }
 
-        let http_listener = bind(config.http_addr).await?;
-        let raft_listener = bind(config.raft_addr).await?;
-        let http_addr = local_addr(&http_listener, config.http_addr)?;
-        let raft_addr = local_addr(&raft_listener, config.raft_addr)?;
+        let http_listener = bind(config.identity.http_addr).await?;
+        let raft_listener = bind(config.identity.raft_addr).await?;
+        let http_addr = local_addr(&http_listener, config.identity.http_addr)?;
+        let raft_addr = local_addr(&raft_listener, config.identity.raft_addr)?;
         let addr = PeerAddr {
-            raft_addr: advertised(raft_addr, config.advertise_host.as_deref()),
-            http_addr: advertised(http_addr, config.advertise_host.as_deref()),
+            raft_addr: advertised(raft_addr, config.identity.advertise_host.as_deref()),
+            http_addr: advertised(http_addr, config.identity.advertise_host.as_deref()),
             incarnation: identity.incarnation().to_string(),
         };
 
         let mut network =
             PeerNetwork::new(identity.clone(), Duration::from_millis(raft_config.heartbeat_interval.max(500)));
-        if let Some(file) = &config.fault_peer_delay_file {
+        if let Some(file) = &config.faults.fault_peer_delay_file {
             network = network.with_delay(PeerDelay::from_file(file.clone()));
         }
         let (raft, events) = match &data_dir {
             Some(dir) => {
                 let state_machine = GameStateMachine::open(&dir.state_dir())?
-                    .with_crash_in_install_file(config.fault_crash_in_install_file.clone());
+                    .with_crash_in_install_file(config.faults.fault_crash_in_install_file.clone());
                 let events = state_machine.event_list();
                 // Purges wait for the state machine; a log already purged
                 // past it is refused here, with what to do.
@@ -180,16 +181,16 @@ impl RunningNode {
             tokio::spawn(failover::watch_leader(raft.clone(), registry.clone(), node_id, probe));
         }
 
-        let settings = Arc::new(config.api.clone());
+        let settings = Arc::new(config.clone());
         let state = AppState {
             node_id,
             addr: addr.clone(),
             raft: raft.clone(),
             registry,
             events,
-            ephemeral: Arc::new(EphemeralStore::new(settings.recent_actions)),
+            ephemeral: Arc::new(EphemeralStore::new(settings.api.recent_actions)),
             proposer: Proposer::spawn(raft.clone(), BatchLimits::from_config(&config), config.api.write_timeout()),
-            forwarder: Forwarder::new(settings.forward_timeout())?,
+            forwarder: Forwarder::new(settings.api.forward_timeout())?,
             settings,
             membership_lock: Arc::default(),
         };
@@ -225,7 +226,7 @@ impl RunningNode {
             }
             tracing::info!(node_id, "resuming with existing raft state");
             None
-        } else if let Some(url) = config.join.clone() {
+        } else if let Some(url) = config.identity.join.clone() {
             let request = JoinRequest {
                 id: node_id,
                 raft_addr: addr.raft_addr.clone(),
@@ -234,7 +235,7 @@ impl RunningNode {
                 fresh: true,
             };
             Some(tokio::spawn(join_cluster(url, request, config.api.join_timeout())))
-        } else if !config.bootstrap {
+        } else if !config.identity.bootstrap {
             // A directory with an empty Raft log: a join that never got far.
             return Err(NodeError::NothingToStart { node_id });
         } else {

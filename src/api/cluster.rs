@@ -88,7 +88,7 @@ pub async fn join(
     state
         .on_leader(&headers, forward, || async {
             let _one_change_at_a_time = state.membership_lock.lock().await;
-            let outcome = membership::join(&state.raft, &request, state.settings.join_timeout())
+            let outcome = membership::join(&state.raft, &request, state.settings.api.join_timeout())
                 .await
                 .map_err(membership_to_local)?;
             let message = match outcome {
@@ -115,7 +115,9 @@ pub async fn remove(State(state): State<AppState>, headers: HeaderMap, ApiPath(i
     state
         .on_leader(&headers, forward, || async {
             let _one_change_at_a_time = state.membership_lock.lock().await;
-            membership::remove(&state.raft, id, state.settings.join_timeout()).await.map_err(membership_to_local)?;
+            membership::remove(&state.raft, id, state.settings.api.join_timeout())
+                .await
+                .map_err(membership_to_local)?;
             Ok(Json(RemoveResponse { success: true, message: format!("node {id} removed"), node_id: id })
                 .into_response())
         })

@@ -114,9 +114,9 @@ impl ApiError {
 
     /// The write was proposed and not confirmed in time. `retry_horizon`
     /// is how long after the first attempt a retry under the same request
-    /// id is still recognised ([`ApiSettings::retry_horizon`]).
+    /// id is still recognised ([`NodeConfig::retry_horizon`]).
     ///
-    /// [`ApiSettings::retry_horizon`]: crate::config::ApiSettings::retry_horizon
+    /// [`NodeConfig::retry_horizon`]: crate::config::NodeConfig::retry_horizon
     pub fn write_timeout(waited: Duration, retry_horizon: Duration) -> Self {
         Self::new(
             ErrorCode::OutcomeUnknown,

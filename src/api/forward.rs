@@ -125,7 +125,7 @@ impl AppState {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Response, LocalError>>,
     {
-        let deadline = Instant::now() + self.settings.leader_wait();
+        let deadline = Instant::now() + self.settings.api.leader_wait();
         let hops = hops(headers);
         // A leader not to use until the instant given: one whose port
         // refused (briefly), or this node once it lost leadership.

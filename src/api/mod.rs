@@ -30,7 +30,7 @@ pub use positions::{PositionedEvent, PositionedEventsPage};
 pub use request_id::{ASSIGNED_ID_HEADER, IDEMPOTENCY_KEY_HEADER};
 pub use status::StatusResponse;
 
-use crate::config::ApiSettings;
+use crate::config::NodeConfig;
 use crate::ephemeral::EphemeralStore;
 use crate::proposer::Proposer;
 use crate::registry::NodeRegistry;
@@ -46,7 +46,7 @@ pub struct AppState {
     pub registry: NodeRegistry,
     pub events: EventList,
     pub ephemeral: Arc<EphemeralStore>,
-    pub settings: Arc<ApiSettings>,
+    pub settings: Arc<NodeConfig>,
     pub forwarder: Forwarder,
     /// The leader's write path: critical events are batched into entries.
     pub proposer: Proposer,
@@ -57,7 +57,7 @@ pub struct AppState {
 
 /// The node's HTTP routes.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.settings.max_body_bytes;
+    let body_limit = state.settings.api.max_body_bytes;
     Router::new()
         .route("/events", post(events::post_event).get(events::get_events))
         .route("/log", get(positions::get_positioned_events))

@@ -95,7 +95,7 @@ fn header_id<'h>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proposer::MAX_REQUEST_ID_BYTES;
+    use crate::config::MAX_REQUEST_ID_BYTES;
 
     fn headers(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
         let mut map = HeaderMap::new();

@@ -298,7 +298,7 @@ fn with_id(mut body: Value, id: &str) -> Value {
 #[tokio::test]
 async fn bad_request_ids_are_refused_with_json_400s_and_commit_nothing() {
     let (node, app, _data) = single_node().await;
-    let long = "x".repeat(crate::proposer::MAX_REQUEST_ID_BYTES + 1);
+    let long = "x".repeat(crate::config::MAX_REQUEST_ID_BYTES + 1);
     let action =
         json!({ "event": { "Ephemeral": { "PlayerAction": { "player_id": 1, "action": "x", "timestamp": 1 } } } });
     /// (name, body, headers, expected error code)
@@ -329,7 +329,7 @@ async fn bad_request_ids_are_refused_with_json_400s_and_commit_nothing() {
     assert_eq!((status, json["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")));
     assert!(node.state.events.is_empty(), "a refused event was committed");
     // The longest id allowed is fine.
-    let longest = "y".repeat(crate::proposer::MAX_REQUEST_ID_BYTES);
+    let longest = "y".repeat(crate::config::MAX_REQUEST_ID_BYTES);
     assert_eq!(post_json(&app, "/events", with_id(join_event(1), &longest)).await.0, StatusCode::OK);
     node.shutdown().await;
 }

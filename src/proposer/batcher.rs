@@ -52,13 +52,14 @@ pub struct BatchLimits {
 
 impl BatchLimits {
     pub fn from_config(config: &NodeConfig) -> Self {
-        let api = &config.api;
+        let batching = &config.batching;
         Self {
-            max_events: api.write_batch_max_events.max(1),
-            max_bytes: api.write_batch_max_bytes.max(1),
+            max_events: batching.write_batch_max_events.max(1),
+            max_bytes: batching.write_batch_max_bytes.max(1),
             entry_limit: usize::try_from(config.entry_limit_bytes()).unwrap_or(usize::MAX),
-            in_flight: api.write_batches_in_flight.max(1),
-            request_id_window_ms: u64::try_from(api.request_id_window().as_millis()).unwrap_or(u64::MAX),
+            in_flight: batching.write_batches_in_flight.max(1),
+            request_id_window_ms: u64::try_from(config.exactly_once.request_id_window().as_millis())
+                .unwrap_or(u64::MAX),
         }
     }
 

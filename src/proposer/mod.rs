@@ -29,7 +29,7 @@ use openraft::error::{ClientWriteError, Fatal};
 #[cfg(test)]
 pub(crate) use batcher::event_bytes;
 pub use batcher::{BatchLimits, Batcher};
-pub use request_id::{RequestId, RequestIdError, MAX_REQUEST_ID_BYTES};
+pub use request_id::{RequestId, RequestIdError};
 
 use crate::event::CriticalEvent;
 use crate::types::{EventOutcome, NodeId, PeerAddr, ProposedEvent, Raft};

@@ -11,10 +11,8 @@
 
 use rand::Rng;
 
+use crate::config::MAX_REQUEST_ID_BYTES;
 use crate::types::NodeId;
-
-/// Longest request id accepted, in bytes.
-pub const MAX_REQUEST_ID_BYTES: usize = 128;
 
 /// The id a critical write is proposed under.
 #[derive(Debug, Clone, PartialEq, Eq)]
