@@ -360,14 +360,48 @@ impl TestCluster {
     /// including the one with request id `barrier`; returns them. Asserts on
     /// every poll that each node's log is a prefix of the longest.
     pub async fn converged_log_through(&self, barrier: &str, limit: Duration) -> Vec<LogEntry> {
-        wait_for(&format!("all nodes to hold the same log, through request {barrier}"), limit, || async {
+        let what = format!("request {barrier}");
+        let logs = self.converged_logs(&what, limit, |e| e.request_id.as_deref() == Some(barrier)).await;
+        logs.into_iter().next().map(|(_, log)| log).unwrap_or_default()
+    }
+
+    /// Waits until every running node's `GET /log` holds the same entries,
+    /// including one that `is_barrier` (`what` names it); returns each
+    /// node's log. Asserts on every poll that each node's log is a prefix of
+    /// the longest.
+    pub async fn converged_logs(
+        &self,
+        what: &str,
+        limit: Duration,
+        is_barrier: impl Fn(&LogEntry) -> bool,
+    ) -> Vec<(u64, Vec<LogEntry>)> {
+        wait_for(&format!("all nodes to hold the same log, through {what}"), limit, || async {
+            // Cheap first: every node reports the same count.
+            let mut counts = Vec::new();
+            for node in self.nodes.values() {
+                counts.push(node.client.status().await.ok()?.event_count);
+            }
+            if counts.windows(2).any(|w| w[0] != w[1]) {
+                return None;
+            }
             let mut logs = Vec::new();
             for node in self.nodes.values() {
                 logs.push((node.id, full_log(&node.client).await.ok()?));
             }
-            agreed_through(&logs, "log", |e| e.request_id.as_deref() == Some(barrier))
+            agreed_through(&logs, "log", &is_barrier)?;
+            Some(logs)
         })
         .await
+    }
+
+    /// Every running node's whole `GET /log`, read now.
+    pub async fn logs(&self) -> Vec<(u64, Vec<LogEntry>)> {
+        let mut logs = Vec::new();
+        for node in self.nodes.values() {
+            let log = full_log(&node.client).await.unwrap_or_else(|e| panic!("node {}'s log: {e}", node.id));
+            logs.push((node.id, log));
+        }
+        logs
     }
 
     /// Waits until every running node reports `voters` voters and all agree
