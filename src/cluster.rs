@@ -2,24 +2,31 @@
 //! 127.0.0.1, for trying gameraft out and for demos.
 //!
 //! Node 1 founds the cluster (`--bootstrap`); the others join it through
-//! `--join`. Each node's log
-//! goes to `<dir>/node-<id>.log` and its data to `<dir>/node-<id>/`; started
-//! again, the nodes resume from their data (the `--join` is then ignored). Ctrl-C (or SIGTERM) stops every node with
+//! `--join`. Each node's log goes to `<dir>/node-<id>.log` and its data to
+//! `<dir>/node-<id>/`; started again, the nodes resume from their data (the
+//! `--join` is then ignored). Ctrl-C (or SIGTERM) stops every node with
 //! SIGTERM, and SIGKILLs any that has not exited after a grace period.
+//!
+//! The command takes every `serve` flag except those it sets per node
+//! ([`PER_NODE_FLAGS`]) and passes the ones given on to every node
+//! ([`NodeFlags`]); the nodes are started by [`crate::launcher`].
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Arg, ArgMatches, Args, FromArgMatches};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tokio::process::Command;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::client::Client;
-use crate::config::RaftTimings;
+use crate::launcher::{self, LaunchError, ServeCommand};
+
+/// How long a node has to print its listening line.
+const START_LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Args)]
 pub struct ClusterConfig {
@@ -41,7 +48,49 @@ pub struct ClusterConfig {
     #[arg(long)]
     pub in_memory: bool,
     #[command(flatten)]
-    pub raft: RaftTimings,
+    pub node_flags: NodeFlags,
+}
+
+/// The `serve` flags the cluster sets for each node itself; it takes every
+/// other `serve` flag and passes it on to every node.
+pub const PER_NODE_FLAGS: [&str; 8] =
+    ["id", "http_addr", "raft_addr", "advertise_host", "join", "bootstrap", "data_dir", "in_memory"];
+
+/// The `serve` flags given to `gameraft cluster` (on its command line or in
+/// the environment), as `serve` arguments for every node. `cluster` accepts
+/// every `serve` flag but [`PER_NODE_FLAGS`], with its clap definition
+/// (name, variable, parser, help), so a new `serve` flag is passed on with
+/// no change here.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFlags(pub Vec<OsString>);
+
+impl NodeFlags {
+    fn definitions() -> Vec<Arg> {
+        launcher::serve_flags()
+            .get_arguments()
+            .filter(|arg| !PER_NODE_FLAGS.contains(&arg.get_id().as_str()))
+            .map(|arg| arg.clone().help_heading("Passed to every node"))
+            .collect()
+    }
+}
+
+impl Args for NodeFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.args(Self::definitions())
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for NodeFlags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        launcher::serve_args_set_in(matches, &Self::definitions()).map(Self)
+    }
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,20 +98,31 @@ pub enum ClusterError {
     #[error("--nodes must be between 1 and 99")]
     NodeCount,
     #[error("cannot find the gameraft executable: {0}")]
-    Executable(std::io::Error),
+    Executable(#[source] std::io::Error),
     #[error("cannot create {path}: {source}")]
-    Dir { path: PathBuf, source: std::io::Error },
-    #[error("cannot start node {id}: {source}")]
-    Spawn { id: u16, source: std::io::Error },
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node {id} did not start (see {}): {source}", log.display())]
+    Start {
+        id: u16,
+        log: PathBuf,
+        #[source]
+        source: LaunchError,
+    },
     #[error("the cluster did not form within {0:?}; see the node logs")]
     NotFormed(Duration),
     #[error("node {id} exited unexpectedly ({status})")]
     NodeExited { id: u16, status: String },
     #[error("waiting for a signal: {0}")]
-    Signal(std::io::Error),
+    Signal(#[source] std::io::Error),
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
 }
+
+type Exits = JoinSet<(u16, std::io::Result<std::process::ExitStatus>)>;
 
 /// Starts the cluster, prints where it is, and runs until Ctrl-C.
 pub async fn run(config: ClusterConfig) -> Result<(), ClusterError> {
@@ -74,70 +134,58 @@ pub async fn run(config: ClusterConfig) -> Result<(), ClusterError> {
 
     let mut pids = Vec::new();
     let mut exits = JoinSet::new();
-    let first_url = format!("http://127.0.0.1:{}", config.base_http_port);
-    for id in 1..=config.nodes {
-        let http_port = config.base_http_port + id - 1;
-        let raft_port = config.base_raft_port + id - 1;
-        let log_path = config.dir.join(format!("node-{id}.log"));
-        let log = std::fs::File::create(&log_path).map_err(|source| ClusterError::Dir { path: log_path, source })?;
-        let mut command = Command::new(&exe);
-        command
-            .arg("serve")
-            .args(["--id", &id.to_string()])
-            .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
-            .args(["--raft-addr", &format!("127.0.0.1:{raft_port}")])
-            .args(storage_args(&config, id))
-            .args(timing_args(&config.raft))
-            .env_remove("WORKER_ID")
-            .env_remove("MASTER_URL")
-            .env_remove("DATA_DIR")
-            .env_remove("GAMERAFT_BOOTSTRAP")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        match id {
-            1 => command.arg("--bootstrap"),
-            _ => command.args(["--join", &first_url]),
-        };
-        let mut child = command.spawn().map_err(|source| ClusterError::Spawn { id, source })?;
-        if let Some(pid) = child.id() {
-            pids.push(Pid::from_raw(pid as i32));
-        }
-        exits.spawn(async move { (id, child.wait().await) });
-    }
-
-    let outcome = tokio::select! {
-        formed = wait_until_formed(&config) => match formed {
-            Ok(()) => wait_for_stop(&mut exits).await,
-            Err(err) => Err(err),
+    let outcome = match start_nodes(&config, &exe, &mut pids, &mut exits).await {
+        Err(err) => Err(err),
+        Ok(()) => tokio::select! {
+            formed = wait_until_formed(&config) => match formed {
+                Ok(()) => wait_for_stop(&mut exits).await,
+                Err(err) => Err(err),
+            },
+            Some(Ok((id, status))) = exits.join_next() => Err(node_exited(id, status)),
         },
-        Some(Ok((id, status))) = exits.join_next() => Err(node_exited(id, status)),
     };
     stop_all(&pids, &mut exits).await;
     outcome
 }
 
-fn storage_args(config: &ClusterConfig, id: u16) -> Vec<std::ffi::OsString> {
-    match config.in_memory {
-        true => vec!["--in-memory".into()],
-        false => vec!["--data-dir".into(), config.dir.join(format!("node-{id}")).into_os_string()],
+/// Starts node 1 (`--bootstrap`), then the others (`--join` node 1), each
+/// once the one before listens.
+async fn start_nodes(
+    config: &ClusterConfig,
+    exe: &Path,
+    pids: &mut Vec<Pid>,
+    exits: &mut Exits,
+) -> Result<(), ClusterError> {
+    let localhost = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let first_url = format!("http://{}", localhost(config.base_http_port));
+    for id in 1..=config.nodes {
+        let log_path = config.dir.join(format!("node-{id}.log"));
+        let log =
+            std::fs::File::create(&log_path).map_err(|source| ClusterError::Dir { path: log_path.clone(), source })?;
+        let serve = ServeCommand::new(exe)
+            .id(u64::from(id))
+            .http_addr(localhost(config.base_http_port + id - 1))
+            .raft_addr(localhost(config.base_raft_port + id - 1))
+            .args(&config.node_flags.0)
+            .stderr(log);
+        let serve = match config.in_memory {
+            true => serve.in_memory(),
+            false => serve.data_dir(config.dir.join(format!("node-{id}"))),
+        };
+        let serve = match id {
+            1 => serve.bootstrap(),
+            _ => serve.join(&first_url),
+        };
+        let start_error = |source| ClusterError::Start { id, log: log_path.clone(), source };
+        let mut node = serve.spawn().map_err(start_error)?;
+        if let Some(pid) = node.pid() {
+            pids.push(Pid::from_raw(pid as i32));
+        }
+        let listening = node.listening(START_LIMIT).await;
+        exits.spawn(async move { (id, node.process.wait().await) });
+        listening.map_err(start_error)?;
     }
-}
-
-fn timing_args(raft: &RaftTimings) -> Vec<String> {
-    [
-        ("--heartbeat-ms", raft.heartbeat_ms),
-        ("--election-timeout-min-ms", raft.election_timeout_min_ms),
-        ("--election-timeout-max-ms", raft.election_timeout_max_ms),
-        ("--install-snapshot-timeout-ms", raft.install_snapshot_timeout_ms),
-        ("--max-payload-entries", raft.max_payload_entries),
-        ("--logs-kept-after-snapshot", raft.logs_kept_after_snapshot),
-        ("--snapshot-after-logs", raft.snapshot_after_logs),
-        ("--leader-probe-ms", raft.leader_probe_ms),
-    ]
-    .into_iter()
-    .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
-    .collect()
+    Ok(())
 }
 
 /// Polls until every node is a voter and all agree on a leader, then prints
@@ -184,9 +232,7 @@ async fn agreed_leader(clients: &[Client], expected_voters: u16) -> Option<u64> 
 
 /// Runs until Ctrl-C or SIGTERM. A node that dies (say, killed to watch a
 /// failover) is reported and the others keep running.
-async fn wait_for_stop(
-    exits: &mut JoinSet<(u16, std::io::Result<std::process::ExitStatus>)>,
-) -> Result<(), ClusterError> {
+async fn wait_for_stop(exits: &mut Exits) -> Result<(), ClusterError> {
     let mut sigterm =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(ClusterError::Signal)?;
     loop {
@@ -208,7 +254,7 @@ fn node_exited(id: u16, status: std::io::Result<std::process::ExitStatus>) -> Cl
     ClusterError::NodeExited { id, status }
 }
 
-async fn stop_all(pids: &[Pid], exits: &mut JoinSet<(u16, std::io::Result<std::process::ExitStatus>)>) {
+async fn stop_all(pids: &[Pid], exits: &mut Exits) {
     println!("stopping {} nodes", pids.len());
     for pid in pids {
         // The node may already have exited; nothing to do then.
@@ -227,5 +273,51 @@ async fn stop_all(pids: &[Pid], exits: &mut JoinSet<(u16, std::io::Result<std::p
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cluster: ClusterConfig,
+    }
+
+    fn parse(args: &[&str]) -> Result<ClusterConfig, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cluster").chain(args.iter().copied())).map(|cli| cli.cluster)
+    }
+
+    #[test]
+    fn every_per_node_flag_is_a_serve_flag() {
+        let serve = launcher::serve_flags();
+        for id in PER_NODE_FLAGS {
+            assert!(serve.get_arguments().any(|arg| arg.get_id() == id), "serve has no flag {id}");
+        }
+    }
+
+    #[test]
+    fn serve_flags_given_to_the_cluster_are_passed_to_every_node() {
+        let config =
+            parse(&["--nodes", "5", "--in-memory", "--heartbeat-ms", "100", "--write-timeout-ms", "2000"]).unwrap();
+        assert_eq!((config.nodes, config.in_memory), (5, true));
+        let passed: Vec<String> = config.node_flags.0.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        for expected in ["--heartbeat-ms=100", "--write-timeout-ms=2000"] {
+            assert!(passed.contains(&expected.to_string()), "{expected} in {passed:?}");
+        }
+        assert!(!passed.iter().any(|a| a.starts_with("--in-memory")), "the cluster sets it per node: {passed:?}");
+        assert!(!passed.iter().any(|a| a.starts_with("--nodes")), "the cluster's own flag: {passed:?}");
+    }
+
+    #[test]
+    fn per_node_flags_are_not_cluster_flags() {
+        for args in [&["--id", "1"][..], &["--http-addr", "127.0.0.1:1"], &["--join", "http://a:1"], &["--bootstrap"]] {
+            assert!(parse(args).is_err(), "{args:?}: set per node");
+        }
+        assert!(parse(&["--leader-probe-ms", "0"]).is_ok());
     }
 }

@@ -55,6 +55,7 @@ pub mod ephemeral;
 pub mod event;
 pub mod failover;
 pub mod identity;
+pub mod launcher;
 pub mod locks;
 pub mod membership;
 pub mod network;

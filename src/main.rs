@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gameraft::cluster::{self, ClusterConfig};
 use gameraft::config::NodeConfig;
+use gameraft::launcher::Listening;
 use gameraft::node::RunningNode;
 use tracing_subscriber::EnvFilter;
 
@@ -46,15 +47,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let node = RunningNode::start(config).await.context("node failed to start")?;
-    // One line on stdout says where the node is, for scripts and tests.
-    println!(
-        "{}",
-        serde_json::json!({
-            "node_id": node.node_id(),
-            "http_addr": node.http_addr.to_string(),
-            "raft_addr": node.raft_addr.to_string(),
-        })
-    );
+    // One line on stdout says where the node is, for scripts, tests and
+    // `gameraft::launcher`, which parses it back.
+    println!("{}", Listening { node_id: node.node_id(), http_addr: node.http_addr, raft_addr: node.raft_addr });
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     let shutdown = async move {

@@ -10,7 +10,7 @@ use gameraft::types::PeerAddr;
 
 use crate::client::post_event;
 use crate::generate::event;
-use crate::node::{mem, node_args, reset_hwm, spawn_node, Mem, Node, RssSampler};
+use crate::node::{mem, node_command, reset_hwm, spawn_node, Mem, Node, RssSampler};
 use crate::{Bench, JOIN_LIMIT, START_LIMIT};
 
 pub struct StartTimes {
@@ -80,9 +80,9 @@ impl Bench {
     /// `/ready` and the first acknowledged write, all from the spawn.
     pub async fn start_existing(&self, name: &str, addr: &PeerAddr, label: &'static str) -> (Node, StartTimes) {
         let data = self.root.join(name);
-        let args = node_args(1, &addr.http_addr, &addr.raft_addr, &data, None);
+        let serve = node_command(1, &addr.http_addr, &addr.raft_addr, &data, None);
         eprintln!("{name}: {label}");
-        let node = spawn_node(name, &self.root, &args).await;
+        let node = spawn_node(name, &self.root, serve).await;
         let ready = async {
             self.wait_ready(&node, START_LIMIT).await?;
             Ok(node.spawned_at.elapsed())
@@ -183,11 +183,11 @@ impl Bench {
     pub async fn join(&self, leader: &Node, expected: u64) -> JoinFigures {
         let data = self.root.join("node-joiner");
         let join_url = format!("http://{}", leader.http_addr);
-        let args = node_args(2, "127.0.0.1:0", "127.0.0.1:0", &data, Some(&join_url));
+        let serve = node_command(2, "127.0.0.1:0", "127.0.0.1:0", &data, Some(&join_url));
         eprintln!("join: a fresh node joins the {expected}-event node");
         let hwm_reset = reset_hwm(leader.pid);
         let leader_sampler = RssSampler::start(leader.pid);
-        let joiner = spawn_node("node-joiner", &self.root, &args).await;
+        let joiner = spawn_node("node-joiner", &self.root, serve).await;
         let joiner_sampler = RssSampler::start(joiner.pid);
         let deadline = joiner.spawned_at + JOIN_LIMIT;
 

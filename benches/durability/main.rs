@@ -103,7 +103,7 @@ async fn run() {
     let tail = bench.post_count(&large.node, 16, TAIL_WRITES).await;
     let before_kill = bench.status(&large.node).await.expect("status before kill -9").event_count;
     assert_eq!(before_kill, large.expected_total + tail, "events before kill -9 = generated + acknowledged");
-    large.node.child.kill().await.expect("SIGKILL the 1M-event node");
+    large.node.child.process.kill().await.expect("SIGKILL the 1M-event node");
     let (node, restart_after_kill) = bench.start_existing("node-1m", &large_addr, RESTART_LABEL).await;
     large.node = node;
     let expected_after_restart = before_kill + restart_after_kill.writes;

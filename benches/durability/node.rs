@@ -3,27 +3,25 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gameraft::launcher::{ServeChild, ServeCommand};
 use gameraft::types::PeerAddr;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command as Process};
 use tokio::task::JoinHandle;
 
 use crate::START_LIMIT;
 
 /// A running `gameraft serve`, killed when dropped.
 pub struct Node {
-    pub child: Child,
+    pub child: ServeChild,
     pub pid: u32,
     pub base: String,
     pub http_addr: String,
     pub log_path: PathBuf,
     pub spawned_at: Instant,
-    /// From spawning to the address line on stdout.
+    /// From spawning to the listening line on stdout.
     pub to_stdout: Duration,
 }
 
@@ -33,43 +31,23 @@ impl Node {
     }
 }
 
-/// Spawns `gameraft serve` with `args` and waits for its address line.
-pub async fn spawn_node(name: &str, log_dir: &Path, args: &[String]) -> Node {
+/// Starts `serve` and waits for its listening line.
+pub async fn spawn_node(name: &str, log_dir: &Path, serve: ServeCommand) -> Node {
     let log_path = log_dir.join(format!("{name}.log"));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
         .unwrap_or_else(|e| panic!("open node log {}: {e}", log_path.display()));
-    let mut command = Process::new(env!("CARGO_BIN_EXE_gameraft"));
-    command
-        .arg("serve")
-        .args(args)
-        .env_remove("WORKER_ID")
-        .env_remove("DATA_DIR")
-        .env_remove("MASTER_URL")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .kill_on_drop(true);
     let spawned_at = Instant::now();
-    let mut child = command.spawn().expect("spawn gameraft serve");
-    let pid = child.id().expect("a just-spawned child has a pid");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = match tokio::time::timeout(START_LIMIT, lines.next_line()).await {
-        Err(_) => panic!("{name} printed no address line within {START_LIMIT:?}:\n{}", log_tail(&log_path, 25)),
-        Ok(Err(err)) => panic!("reading {name}'s stdout: {err}"),
-        Ok(Ok(None)) => panic!("{name} exited at start:\n{}", log_tail(&log_path, 25)),
-        Ok(Ok(Some(line))) => line,
-    };
+    let mut child = serve.env("RUST_LOG", "info").stderr(log).spawn().expect("spawn gameraft serve");
+    let pid = child.pid().expect("a just-spawned child has a pid");
+    let listening = child
+        .listening(START_LIMIT)
+        .await
+        .unwrap_or_else(|err| panic!("{name} did not start: {err}\n{}", log_tail(&log_path, 25)));
     let to_stdout = spawned_at.elapsed();
-    // Keep draining stdout so the node never writes into a closed pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let addrs: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{name}'s address line {line:?} is not JSON: {e}"));
-    let http_addr = addrs["http_addr"].as_str().expect("address line has http_addr").to_string();
+    let http_addr = listening.http_addr.to_string();
     Node { child, pid, base: format!("http://{http_addr}"), http_addr, log_path, spawned_at, to_stdout }
 }
 
@@ -177,24 +155,18 @@ fn clock_ticks() -> f64 {
     })
 }
 
-/// `serve` arguments for node `id` on `http_addr`/`raft_addr` with its data
-/// in `data`, joining through `join` (an `http://` URL) when given, and
+/// `serve` for node `id` on `http_addr`/`raft_addr` with its data in
+/// `data`, joining through `join` (an `http://` URL) when given, and
 /// founding the cluster (`--bootstrap`) otherwise.
-pub fn node_args(id: u64, http_addr: &str, raft_addr: &str, data: &Path, join: Option<&str>) -> Vec<String> {
-    let id = id.to_string();
-    let mut args =
-        strings(&["--id", &id, "--http-addr", http_addr, "--raft-addr", raft_addr, "--data-dir", path_str(data)]);
+pub fn node_command(id: u64, http_addr: &str, raft_addr: &str, data: &Path, join: Option<&str>) -> ServeCommand {
+    let addr = |addr: &str| addr.parse().unwrap_or_else(|e| panic!("{addr:?} is not an address: {e}"));
+    let serve = ServeCommand::new(env!("CARGO_BIN_EXE_gameraft"))
+        .id(id)
+        .http_addr(addr(http_addr))
+        .raft_addr(addr(raft_addr))
+        .data_dir(data);
     match join {
-        Some(url) => args.extend(strings(&["--join", url])),
-        None => args.push("--bootstrap".to_string()),
+        Some(url) => serve.join(url),
+        None => serve.bootstrap(),
     }
-    args
-}
-
-pub fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
-
-pub fn path_str(path: &Path) -> &str {
-    path.to_str().expect("bench paths are UTF-8")
 }

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::client::post_event;
 use crate::generate::event;
-use crate::node::{cpu_secs, mem, node_args, spawn_node, Mem, Node};
+use crate::node::{cpu_secs, mem, node_command, spawn_node, Mem, Node};
 use crate::{Bench, CLIENT_COUNTS, RUN, START_LIMIT, WARMUP};
 
 pub struct Throughput {
@@ -48,8 +48,8 @@ pub struct ThroughputReport {
 impl Bench {
     pub async fn throughput(&self) -> ThroughputReport {
         let data = self.root.join("node-throughput");
-        let args = node_args(1, "127.0.0.1:0", "127.0.0.1:0", &data, None);
-        let node = spawn_node("node-throughput", &self.root, &args).await;
+        let serve = node_command(1, "127.0.0.1:0", "127.0.0.1:0", &data, None);
+        let node = spawn_node("node-throughput", &self.root, serve).await;
         self.wait_ready(&node, START_LIMIT).await.unwrap_or_else(|e| panic!("{e}\n{}", node.log_tail()));
 
         eprintln!("throughput: warm-up {WARMUP:?} at 16 clients");

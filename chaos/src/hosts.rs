@@ -12,7 +12,6 @@
 //! unavailable and the nemesis skips them (it says so).
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 use tokio::process::Command;
 
@@ -31,9 +30,6 @@ pub struct Host {
 impl Host {
     pub fn http_addr(&self) -> String {
         format!("{}:{HTTP_PORT}", self.ip)
-    }
-    pub fn raft_addr(&self) -> String {
-        format!("{}:{RAFT_PORT}", self.ip)
     }
 }
 
@@ -131,15 +127,12 @@ impl Hosts {
         self.loopback_reason.is_none()
     }
 
-    /// A command that runs `program` on node `id`'s host.
-    pub fn command(&self, id: u64, program: &Path) -> Command {
+    /// The program and arguments that run a program on node `id`'s host
+    /// (`ip netns exec <namespace>`); empty on loopback, where it runs as is.
+    pub fn runner(&self, id: u64) -> Vec<String> {
         match self.get(id).and_then(|h| h.netns.as_deref()) {
-            Some(netns) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", netns]).arg(program);
-                command
-            }
-            None => Command::new(program),
+            Some(netns) => ["ip", "netns", "exec", netns].map(String::from).to_vec(),
+            None => Vec::new(),
         }
     }
 

@@ -1,19 +1,20 @@
 //! The gameraft processes: start, kill -9, pause, wipe, and asking who leads.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use gameraft::launcher::{ServeChild, ServeCommand};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Deserialize;
-use tokio::process::Child;
 use tokio::time::Instant;
 
-use crate::hosts::Hosts;
+use crate::hosts::{Hosts, HTTP_PORT, RAFT_PORT};
 
 /// What `GET /status` says (the fields the harness needs).
 #[derive(Debug, Deserialize)]
@@ -45,7 +46,7 @@ pub struct SnapshotSettings {
 }
 
 struct Running {
-    child: Child,
+    child: ServeChild,
     paused: bool,
 }
 
@@ -106,7 +107,7 @@ impl Nodes {
         let mut running = lock(&self.running);
         let exited = match running.get_mut(&id) {
             None => return false,
-            Some(node) => !matches!(node.child.try_wait(), Ok(None)),
+            Some(node) => !matches!(node.child.process.try_wait(), Ok(None)),
         };
         if exited {
             running.remove(&id);
@@ -119,18 +120,17 @@ impl Nodes {
     }
 
     /// Starts node `id` on its data directory; `founding` says what it does
-    /// if the directory holds no state.
+    /// if the directory holds no state. Does not wait for it to listen: a
+    /// node may be meant to refuse, or to wait for a partition to heal.
     pub fn start(&self, id: u64, founding: Founding) -> anyhow::Result<()> {
         let host = self.hosts.get(id).context("no such node")?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id))?;
-        let mut command = self.hosts.command(id, &self.binary);
-        command
-            .arg("serve")
-            .args(["--id", &id.to_string()])
-            .args(["--http-addr", &host.http_addr()])
-            .args(["--raft-addr", &host.raft_addr()])
-            .arg("--data-dir")
-            .arg(self.data_dir(id))
+        let serve = ServeCommand::new(&self.binary)
+            .via(self.hosts.runner(id))
+            .id(id)
+            .http_addr(SocketAddr::from((host.ip, HTTP_PORT)))
+            .raft_addr(SocketAddr::from((host.ip, RAFT_PORT)))
+            .data_dir(self.data_dir(id))
             .arg("--fault-peer-delay-file")
             .arg(self.delay_file(id))
             .arg("--fault-crash-in-install-file")
@@ -138,16 +138,13 @@ impl Nodes {
             .args(["--snapshot-after-logs", &self.snapshots.snapshot_after_logs.to_string()])
             .args(["--logs-kept-after-snapshot", &self.snapshots.logs_kept_after_snapshot.to_string()])
             .env("RUST_LOG", std::env::var("CHAOS_NODE_LOG").unwrap_or_else(|_| "info".into()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true);
-        match founding {
-            Founding::Join(member) => command.args(["--join", &format!("http://{}", self.http_addr(member))]),
-            Founding::Bootstrap => command.arg("--bootstrap"),
-            Founding::Neither => &mut command,
+            .stderr(log);
+        let serve = match founding {
+            Founding::Join(member) => serve.join(&format!("http://{}", self.http_addr(member))),
+            Founding::Bootstrap => serve.bootstrap(),
+            Founding::Neither => serve,
         };
-        let child = command.spawn().with_context(|| format!("starting {}", self.binary.display()))?;
+        let child = serve.spawn().with_context(|| format!("starting {}", self.binary.display()))?;
         lock(&self.running).insert(id, Running { child, paused: false });
         *lock(&self.incarnations).entry(id).or_insert(0) += 1;
         Ok(())
@@ -162,7 +159,7 @@ impl Nodes {
             {
                 let mut running = lock(&self.running);
                 let node = running.get_mut(&id)?;
-                if let Ok(Some(status)) = node.child.try_wait() {
+                if let Ok(Some(status)) = node.child.process.try_wait() {
                     running.remove(&id);
                     return Some(status);
                 }
@@ -191,8 +188,8 @@ impl Nodes {
     pub async fn kill(&self, id: u64) {
         let running = lock(&self.running).remove(&id);
         if let Some(mut running) = running {
-            let _ = running.child.start_kill();
-            let _ = running.child.wait().await;
+            let _ = running.child.process.start_kill();
+            let _ = running.child.process.wait().await;
         }
     }
 
@@ -207,7 +204,7 @@ impl Nodes {
     fn signal(&self, id: u64, signal: Signal, paused: bool) -> bool {
         let mut running = lock(&self.running);
         let Some(node) = running.get_mut(&id) else { return false };
-        let Some(pid) = node.child.id() else { return false };
+        let Some(pid) = node.child.pid() else { return false };
         let sent = kill(Pid::from_raw(pid as i32), signal).is_ok();
         if sent {
             node.paused = paused;

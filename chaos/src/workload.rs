@@ -211,7 +211,7 @@ impl Workload {
 }
 
 /// One page of `GET /log`, taken apart.
-pub struct LogPage {
+pub struct PositionedEventsPage {
     pub entries: Vec<Entry>,
     pub total: u64,
 }
@@ -231,7 +231,7 @@ pub async fn read_log_page(
     http_addr: &str,
     from: u64,
     limit: u64,
-) -> Result<LogPage, ReadError> {
+) -> Result<PositionedEventsPage, ReadError> {
     #[derive(Deserialize)]
     struct Page {
         entries: Vec<RawEntry>,
@@ -265,7 +265,7 @@ pub async fn read_log_page(
             Ok(Entry { log_index: raw.log_index, request_id: raw.request_id, player_id })
         })
         .collect::<Result<Vec<_>, ReadError>>()?;
-    Ok(LogPage { entries, total: page.total })
+    Ok(PositionedEventsPage { entries, total: page.total })
 }
 
 /// Every entry of node `http_addr`'s log, page by page.

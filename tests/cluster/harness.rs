@@ -1,10 +1,12 @@
 //! Real `gameraft serve` processes on 127.0.0.1, driven through the HTTP API.
 //!
-//! Nodes bind port 0 and report their addresses on stdout, so parallel tests
-//! never collide on ports. Every wait polls with a deadline; nothing sleeps
-//! to synchronize. Children are killed when the cluster is dropped.
+//! Nodes are started by `gameraft::launcher`. They bind port 0 and report
+//! their addresses in their listening line, so parallel tests never collide
+//! on ports. Every wait polls with a deadline; nothing sleeps to synchronize.
+//! Children are killed when the cluster is dropped.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,8 +14,7 @@ use std::time::Duration;
 use gameraft::api::{PositionedEvent, PositionedEventsPage};
 use gameraft::client::{Client, ClientError, RawResponse};
 use gameraft::event::{CriticalEvent, GameEvent};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use gameraft::launcher::{ServeChild, ServeCommand};
 use tokio::time::Instant;
 
 pub struct TestNode {
@@ -21,7 +22,7 @@ pub struct TestNode {
     pub http_addr: String,
     pub raft_addr: String,
     pub client: Client,
-    child: Child,
+    child: ServeChild,
 }
 
 /// How a node that was expected to stop by itself ended.
@@ -55,6 +56,11 @@ where
         assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `addr` as a socket address; the tests name addresses as strings.
+pub fn socket_addr(addr: &str) -> SocketAddr {
+    addr.parse().unwrap_or_else(|e| panic!("{addr:?} is not an address: {e}"))
 }
 
 /// A distinct critical event; `tag` is carried in `player_id`.
@@ -99,7 +105,7 @@ pub async fn full_log(client: &Client) -> Result<Vec<PositionedEvent>, String> {
 impl TestNode {
     /// The node's process id, for signals other than SIGKILL.
     pub fn pid(&self) -> nix::unistd::Pid {
-        let pid = self.child.id().expect("a running node has a pid");
+        let pid = self.child.pid().expect("a running node has a pid");
         nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits in i32"))
     }
 }
@@ -197,73 +203,57 @@ impl TestCluster {
     ) -> &TestNode {
         let log_path = self.log_dir.join(format!("node-{id}.log"));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open node log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
-        command
-            .arg("serve")
-            .args(["--http-addr", http_addr, "--raft-addr", raft_addr])
-            .args(&self.extra_args)
-            .env_remove("WORKER_ID")
-            .env_remove("DATA_DIR")
-            .env_remove("MASTER_URL")
-            .env_remove("GAMERAFT_BOOTSTRAP")
-            .env("RUST_LOG", "info")
-            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true);
-        if pass_id {
-            command.args(["--id", &id.to_string()]);
+        let mut serve = self.serve(http_addr, raft_addr).stderr(log);
+        for (key, value) in &self.extra_env {
+            serve = serve.env(key, value);
         }
-        match join {
-            Some(join) => command.args(["--join", &join]),
-            None => command.arg("--bootstrap"),
+        if pass_id {
+            serve = serve.id(id);
+        }
+        serve = match join {
+            Some(join) => serve.join(&join),
+            None => serve.bootstrap(),
         };
         if !self.extra_args.iter().any(|arg| arg == "--in-memory") {
-            command.arg("--data-dir").arg(self.data_dir_of(id));
+            serve = serve.data_dir(self.data_dir_of(id));
         }
-        let mut child = command.spawn().expect("spawn gameraft serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        let mut child = serve.spawn().expect("spawn gameraft serve");
+        let listening = child
+            .listening(Duration::from_secs(20))
             .await
-            .unwrap_or_else(|_| panic!("node {id} did not start; see {}", log_path.display()))
-            .expect("read stdout")
-            .unwrap_or_else(|| panic!("node {id} exited at start; see {}", log_path.display()));
-        let addrs: serde_json::Value = serde_json::from_str(&line).expect("address line is JSON");
-        assert_eq!(addrs["node_id"].as_u64(), Some(id), "node started with another id: {line}");
-        let http_addr = addrs["http_addr"].as_str().expect("http_addr").to_string();
-        let raft_addr = addrs["raft_addr"].as_str().expect("raft_addr").to_string();
+            .unwrap_or_else(|err| panic!("node {id} did not start: {err}; see {}", log_path.display()));
+        assert_eq!(listening.node_id, id, "node started with another id: {listening}");
+        let (http_addr, raft_addr) = (listening.http_addr.to_string(), listening.raft_addr.to_string());
         let client = Client::new(format!("http://{http_addr}")).expect("client");
         self.nodes.insert(id, TestNode { id, http_addr, raft_addr, client, child });
         &self.nodes[&id]
     }
 
+    /// `gameraft serve` on the given addresses with the cluster's extra
+    /// arguments.
+    fn serve(&self, http_addr: &str, raft_addr: &str) -> ServeCommand {
+        ServeCommand::new(env!("CARGO_BIN_EXE_gameraft"))
+            .http_addr(socket_addr(http_addr))
+            .raft_addr(socket_addr(raft_addr))
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+    }
+
     /// Runs `gameraft serve` for node `id` with neither `--bootstrap` nor
     /// `--join`, expecting it to exit by itself within `limit`.
     pub async fn serve_until_exit(&self, id: u64, http_addr: &str, raft_addr: &str, limit: Duration) -> Exited {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
-        command
-            .arg("serve")
-            .args(["--id", &id.to_string(), "--http-addr", http_addr, "--raft-addr", raft_addr])
-            .args(&self.extra_args)
-            .arg("--data-dir")
-            .arg(self.data_dir_of(id))
-            .env_remove("WORKER_ID")
-            .env_remove("DATA_DIR")
-            .env_remove("MASTER_URL")
-            .env_remove("GAMERAFT_BOOTSTRAP")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let child = self
+            .serve(http_addr, raft_addr)
+            .id(id)
+            .data_dir(self.data_dir_of(id))
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let child = command.spawn().expect("spawn gameraft serve");
-        let output = tokio::time::timeout(limit, child.wait_with_output())
+            .spawn()
+            .expect("spawn gameraft serve");
+        let output = child
+            .wait_output(limit)
             .await
-            .unwrap_or_else(|_| panic!("node {id} still runs after {limit:?}: it should have refused to start"))
-            .expect("wait for node");
-        Exited { status: output.status, stderr: String::from_utf8_lossy(&output.stderr).into_owned() }
+            .unwrap_or_else(|err| panic!("node {id}: {err}: it should have refused to start"));
+        Exited { status: output.status, stderr: output.stderr }
     }
 
     pub fn node(&self, id: u64) -> &TestNode {
@@ -281,7 +271,7 @@ impl TestCluster {
     /// SIGKILLs a node and waits for the process to be gone.
     pub async fn kill(&mut self, id: u64) -> TestNode {
         let mut node = self.nodes.remove(&id).expect("node to kill is running");
-        node.child.kill().await.expect("SIGKILL");
+        node.child.process.kill().await.expect("SIGKILL");
         node
     }
 
@@ -296,7 +286,7 @@ impl TestCluster {
     }
 
     fn signal(&self, id: u64, signal: nix::sys::signal::Signal) {
-        let pid = self.nodes[&id].child.id().expect("node is running");
+        let pid = self.nodes[&id].child.pid().expect("node is running");
         let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits i32"));
         nix::sys::signal::kill(pid, signal).expect("signal node");
     }
@@ -305,7 +295,7 @@ impl TestCluster {
     /// and how it exited.
     pub async fn wait_exit(&mut self, id: u64, limit: Duration) -> (TestNode, std::process::ExitStatus) {
         let mut node = self.nodes.remove(&id).expect("node is running");
-        let status = tokio::time::timeout(limit, node.child.wait())
+        let status = tokio::time::timeout(limit, node.child.process.wait())
             .await
             .unwrap_or_else(|_| panic!("node {id} still runs after {limit:?}"))
             .expect("wait for node");
@@ -317,10 +307,10 @@ impl TestCluster {
     pub async fn kill_all(&mut self) -> Vec<TestNode> {
         let mut nodes: Vec<TestNode> = std::mem::take(&mut self.nodes).into_values().collect();
         for node in &mut nodes {
-            node.child.start_kill().expect("SIGKILL");
+            node.child.process.start_kill().expect("SIGKILL");
         }
         for node in &mut nodes {
-            node.child.wait().await.expect("wait for killed node");
+            node.child.process.wait().await.expect("wait for killed node");
         }
         nodes
     }
@@ -370,14 +360,48 @@ impl TestCluster {
     /// including the one with request id `barrier`; returns them. Asserts on
     /// every poll that each node's log is a prefix of the longest.
     pub async fn converged_log_through(&self, barrier: &str, limit: Duration) -> Vec<PositionedEvent> {
-        wait_for(&format!("all nodes to hold the same log, through request {barrier}"), limit, || async {
+        let what = format!("request {barrier}");
+        let logs = self.converged_logs(&what, limit, |e| e.request_id.as_deref() == Some(barrier)).await;
+        logs.into_iter().next().map(|(_, log)| log).unwrap_or_default()
+    }
+
+    /// Waits until every running node's `GET /log` holds the same entries,
+    /// including one that `is_barrier` (`what` names it); returns each
+    /// node's log. Asserts on every poll that each node's log is a prefix of
+    /// the longest.
+    pub async fn converged_logs(
+        &self,
+        what: &str,
+        limit: Duration,
+        is_barrier: impl Fn(&PositionedEvent) -> bool,
+    ) -> Vec<(u64, Vec<PositionedEvent>)> {
+        wait_for(&format!("all nodes to hold the same log, through {what}"), limit, || async {
+            // Cheap first: every node reports the same count.
+            let mut counts = Vec::new();
+            for node in self.nodes.values() {
+                counts.push(node.client.status().await.ok()?.event_count);
+            }
+            if counts.windows(2).any(|w| w[0] != w[1]) {
+                return None;
+            }
             let mut logs = Vec::new();
             for node in self.nodes.values() {
                 logs.push((node.id, full_log(&node.client).await.ok()?));
             }
-            agreed_through(&logs, "log", |e| e.request_id.as_deref() == Some(barrier))
+            agreed_through(&logs, "log", &is_barrier)?;
+            Some(logs)
         })
         .await
+    }
+
+    /// Every running node's whole `GET /log`, read now.
+    pub async fn logs(&self) -> Vec<(u64, Vec<PositionedEvent>)> {
+        let mut logs = Vec::new();
+        for node in self.nodes.values() {
+            let log = full_log(&node.client).await.unwrap_or_else(|e| panic!("node {}'s log: {e}", node.id));
+            logs.push((node.id, log));
+        }
+        logs
     }
 
     /// Waits until every running node reports `voters` voters and all agree

@@ -2,6 +2,7 @@
 //! Files are named by priority, as in OpenRaft's own test suite.
 
 mod harness;
+mod recorder;
 mod t10_formation;
 mod t15_node_identity;
 mod t20_replication;

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use gameraft::api::PositionedEvent;
 use gameraft::client::Client;
-use gameraft::event::GameEvent;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use tokio::sync::watch;
@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::harness::{event, tag_of, TestCluster};
+use crate::recorder::{Naming, Recorder};
 
 const ROUNDS: u64 = 5;
 /// Concurrent client tasks of the crash tests' load.
@@ -39,16 +40,17 @@ struct Unacked {
 
 #[derive(Debug, Default)]
 struct Written {
-    /// (tag, log_index) of every write answered 200.
-    acked: Vec<(u64, u64)>,
+    /// How many writes were answered 200.
+    acked: u64,
     unacked: Vec<Unacked>,
     /// The longest an acknowledged write took.
     slowest_ack: Duration,
 }
 
 /// Client tasks posting distinct tagged events, each through a node picked
-/// at random among the live ones, until stopped. A write is never retried:
-/// a tag present twice would be the cluster's doing.
+/// at random among the live ones, until stopped; every write goes into the
+/// history. A write is never retried: a tag present twice would be the
+/// cluster's doing.
 struct Load {
     live: Arc<RwLock<BTreeMap<u64, Client>>>,
     stop: Arc<AtomicBool>,
@@ -57,7 +59,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(cluster: &TestCluster, writers: u64, first_tag: u64) -> Self {
+    fn start(cluster: &TestCluster, history: &Recorder, writers: u64, first_tag: u64) -> Self {
         let live: BTreeMap<u64, Client> = cluster.nodes.iter().map(|(id, node)| (*id, node.client.clone())).collect();
         let live = Arc::new(RwLock::new(live));
         let stop = Arc::new(AtomicBool::new(false));
@@ -65,7 +67,7 @@ impl Load {
         let acked_tx = Arc::new(acked_tx);
         let writers = (0..writers)
             .map(|writer| {
-                let (live, stop, acked_tx) = (live.clone(), stop.clone(), acked_tx.clone());
+                let (live, stop, acked_tx, history) = (live.clone(), stop.clone(), acked_tx.clone(), history.clone());
                 tokio::spawn(async move {
                     let mut written = Written::default();
                     let mut tag = first_tag + writer * WRITER_TAGS;
@@ -82,12 +84,11 @@ impl Load {
                         };
                         tag += 1;
                         let sent = Instant::now();
-                        let outcome = client.post_event(&event(tag)).await;
+                        let outcome = history.post_tagged(node, &client, tag).await;
                         let took = sent.elapsed();
                         match outcome {
                             Ok(resp) if resp.status == 200 => {
-                                let log_index = resp.body["log_index"].as_u64().expect("a 200 carries its log_index");
-                                written.acked.push((tag, log_index));
+                                written.acked += 1;
                                 written.slowest_ack = written.slowest_ack.max(took);
                                 acked_tx.send_modify(|n| *n += 1);
                             }
@@ -132,7 +133,7 @@ impl Load {
         let mut all = Written::default();
         for writer in self.writers {
             let written = writer.await.expect("writer task");
-            all.acked.extend(written.acked);
+            all.acked += written.acked;
             all.unacked.extend(written.unacked);
             all.slowest_ack = all.slowest_ack.max(written.slowest_ack);
         }
@@ -140,82 +141,44 @@ impl Load {
     }
 }
 
-/// Everything written so far in a test: what was acknowledged (tag -> its
-/// log index), and what may or may not have committed.
-#[derive(Debug, Default)]
-struct Ledger {
-    acked: HashMap<u64, u64>,
-    unacked: HashSet<u64>,
+/// Writes one event through the leader until one is acknowledged; returns
+/// its tag. Every event of the cluster that was committed before it is
+/// before it in the log, so once all nodes hold it they hold those too.
+async fn write_barrier(cluster: &TestCluster, history: &Recorder, first_tag: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for tag in first_tag.. {
+        let leader = cluster.leader().await;
+        match history.post_tagged(leader, cluster.client(leader), tag).await {
+            Ok(resp) if resp.status == 200 => return tag,
+            other => {
+                assert!(Instant::now() < deadline, "no barrier write acknowledged in 30 s; last: {other:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    unreachable!()
 }
 
-impl Ledger {
-    fn record(&mut self, written: &Written) {
-        for (tag, log_index) in &written.acked {
-            assert!(self.acked.insert(*tag, *log_index).is_none(), "tag {tag} acknowledged twice");
-        }
-        self.unacked.extend(written.unacked.iter().map(|u| u.tag));
+/// Every node's log once all hold the event tagged `barrier`, checked with
+/// the history: nothing acknowledged is missing, nothing is there twice or
+/// was never written, acknowledged events are in real-time and log-index
+/// order, and every log read before (`incarnations` says which process of
+/// each node this is) is still the start of it. The logs are then recorded
+/// as reads, for the next check.
+async fn check_logs_through(
+    cluster: &TestCluster,
+    history: &Recorder,
+    incarnations: &HashMap<u64, u32>,
+    barrier: u64,
+    limit: Duration,
+) -> Vec<PositionedEvent> {
+    let read_from = history.now_ns();
+    let logs = cluster.converged_logs(&format!("tag {barrier}"), limit, |e| tag_of(&e.event) == barrier).await;
+    for (id, log) in &logs {
+        history.read(*id, incarnations.get(id).copied().unwrap_or(0), read_from, log);
     }
-
-    /// Writes one event through the leader until one is acknowledged; returns
-    /// its tag. Every event of the cluster that was committed before it is
-    /// before it in the log, so once all nodes hold it they hold those too.
-    async fn write_barrier(&mut self, cluster: &TestCluster, first_tag: u64) -> u64 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for tag in first_tag.. {
-            let leader = cluster.leader().await;
-            match cluster.client(leader).post_event(&event(tag)).await {
-                Ok(resp) if resp.status == 200 => {
-                    self.acked.insert(tag, resp.body["log_index"].as_u64().expect("log_index"));
-                    return tag;
-                }
-                other => {
-                    self.unacked.insert(tag);
-                    assert!(Instant::now() < deadline, "no barrier write acknowledged in 30 s; last: {other:?}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-        unreachable!()
-    }
-
-    /// Checks one node-agreed list of events: nothing acknowledged is missing,
-    /// nothing is there twice or was never written, acknowledged events are
-    /// in log-index order, and `before` (what the nodes held earlier) is
-    /// still the start of it.
-    fn check(&self, events: &[GameEvent], before: &[GameEvent]) {
-        let tags: Vec<u64> = events.iter().map(tag_of).collect();
-        let mut positions = HashMap::with_capacity(tags.len());
-        for (pos, tag) in tags.iter().enumerate() {
-            if let Some(first) = positions.insert(*tag, pos) {
-                panic!("event {tag} is in the log twice, at positions {first} and {pos}");
-            }
-        }
-        assert!(
-            events.starts_with(before),
-            "events held before this round were lost or reordered: {} events before, now {} and they differ at {:?}",
-            before.len(),
-            events.len(),
-            before.iter().zip(events).position(|(a, b)| a != b)
-        );
-        let mut missing: Vec<u64> = self.acked.keys().filter(|tag| !positions.contains_key(tag)).copied().collect();
-        missing.sort_unstable();
-        assert!(missing.is_empty(), "{} acknowledged events are lost: {missing:?}", missing.len());
-        let phantom: Vec<u64> =
-            tags.iter().filter(|tag| !self.acked.contains_key(tag) && !self.unacked.contains(tag)).copied().collect();
-        assert!(phantom.is_empty(), "events nobody wrote are in the log: {phantom:?}");
-
-        // Events of one batch share their entry's log index; between
-        // entries, log order is log index order.
-        let mut by_index: Vec<(u64, u64)> = self.acked.iter().map(|(tag, index)| (*index, *tag)).collect();
-        by_index.sort_unstable_by_key(|(index, tag)| (*index, positions[tag]));
-        for pair in by_index.windows(2) {
-            let ((index_a, tag_a), (index_b, tag_b)) = (pair[0], pair[1]);
-            assert!(
-                positions[&tag_a] < positions[&tag_b],
-                "event {tag_a} (log index {index_a}) comes after event {tag_b} (log index {index_b})"
-            );
-        }
-    }
+    history.check(&logs);
+    logs.into_iter().next().map(|(_, log)| log).unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,15 +194,15 @@ enum Victims {
 /// directories, let the load run on, stop it, and check every node.
 async fn crash_and_restart_under_load(test: &str, victims: Victims) {
     let mut cluster = TestCluster::start(test, 3).await;
-    let mut ledger = Ledger::default();
-    let mut before: Vec<GameEvent> = Vec::new();
+    let history = Recorder::new(Naming::Tag);
+    let mut incarnations: HashMap<u64, u32> = HashMap::new();
     for round in 0..ROUNDS {
         let started = Instant::now();
         let (kill_after, while_down, after_restart) = {
             let mut rng = rand::thread_rng();
             (rng.gen_range(1..=200), rng.gen_range(20..=150), rng.gen_range(20..=150))
         };
-        let mut load = Load::start(&cluster, WRITERS, round * ROUND_TAGS);
+        let mut load = Load::start(&cluster, &history, WRITERS, round * ROUND_TAGS);
         load.wait_acked(kill_after, "before the kill").await;
 
         let leader = match victims {
@@ -274,6 +237,7 @@ async fn crash_and_restart_under_load(test: &str, victims: Victims) {
         for node in &killed {
             log_offsets.push((node.id, cluster.log_len(node.id)));
             cluster.restart(node).await;
+            *incarnations.entry(node.id).or_default() += 1;
             load.add(node.id, cluster.client(node.id).clone());
         }
         let restarted_at = Instant::now();
@@ -282,14 +246,12 @@ async fn crash_and_restart_under_load(test: &str, victims: Victims) {
         let stopping_at = Instant::now();
         let written = load.stop().await;
         let stop_time = stopping_at.elapsed();
-        ledger.record(&written);
 
-        let barrier = ledger.write_barrier(&cluster, round * ROUND_TAGS + BARRIER_TAGS).await;
-        let events = cluster.converged_events_through(barrier, Duration::from_secs(30)).await;
+        let barrier = write_barrier(&cluster, &history, round * ROUND_TAGS + BARRIER_TAGS).await;
+        let log = check_logs_through(&cluster, &history, &incarnations, barrier, Duration::from_secs(30)).await;
         let check_time = stopping_at.elapsed() - stop_time;
-        ledger.check(&events, &before);
         let this_round: HashSet<u64> = written.unacked.iter().map(|u| u.tag).collect();
-        let unacked_committed = events.iter().filter(|e| this_round.contains(&tag_of(e))).count();
+        let unacked_committed = log.iter().filter(|e| this_round.contains(&tag_of(&e.event))).count();
 
         for (id, offset) in log_offsets {
             let log = cluster.log_since(id, offset);
@@ -314,9 +276,9 @@ async fn crash_and_restart_under_load(test: &str, victims: Victims) {
              {acked_while_down} acked while down; {} acked, {} unacknowledged of which {unacked_committed} committed; \
              {} events on every node; {:.1?} (down {down_time:.1?}, after restart {restart_time:.1?}, \
              stopping load {stop_time:.1?}, barrier and convergence {check_time:.1?}; slowest ack {:.1?})",
-            written.acked.len(),
+            written.acked,
             written.unacked.len(),
-            events.len(),
+            log.len(),
             started.elapsed(),
             written.slowest_ack,
         );
@@ -326,7 +288,6 @@ async fn crash_and_restart_under_load(test: &str, victims: Victims) {
                 unacked.tag, unacked.node, unacked.took, unacked.error
             );
         }
-        before = events;
     }
     assert_no_panics(&cluster);
 }
@@ -355,12 +316,19 @@ async fn all_three_sigkilled_at_once_mid_load_lose_no_acknowledged_event_5_times
 
 /// Posts `count` events tagged `first_tag..`, from `writers` concurrent
 /// tasks each picking a random node of `clients` per write; every write
-/// must be acknowledged. Returns (tag, log_index) of each.
-async fn write_all(clients: Vec<Client>, first_tag: u64, count: u64, writers: u64) -> Vec<(u64, u64)> {
+/// must be acknowledged, and goes into the history. Returns (tag, log_index)
+/// of each.
+async fn write_all(
+    history: &Recorder,
+    clients: Vec<(u64, Client)>,
+    first_tag: u64,
+    count: u64,
+    writers: u64,
+) -> Vec<(u64, u64)> {
     let next = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..writers)
         .map(|_| {
-            let (clients, next) = (clients.clone(), next.clone());
+            let (clients, next, history) = (clients.clone(), next.clone(), history.clone());
             tokio::spawn(async move {
                 let mut acked = Vec::new();
                 loop {
@@ -369,8 +337,8 @@ async fn write_all(clients: Vec<Client>, first_tag: u64, count: u64, writers: u6
                         return acked;
                     }
                     let tag = first_tag + n;
-                    let client = clients.choose(&mut rand::thread_rng()).expect("a node to write to").clone();
-                    let resp = client.post_event(&event(tag)).await.expect("write");
+                    let (node, client) = clients.choose(&mut rand::thread_rng()).expect("a node to write to");
+                    let resp = history.post_tagged(*node, client, tag).await.expect("write");
                     assert_eq!(resp.status, 200, "no fault injected, yet event {tag} failed: {}", resp.body);
                     acked.push((tag, resp.body["log_index"].as_u64().expect("log_index")));
                 }
@@ -411,11 +379,12 @@ async fn snapshot_catch_up(test: &str) {
     let mut cluster =
         TestCluster::start_with(test, 3, &["--snapshot-after-logs", "500", "--logs-kept-after-snapshot", "100"]).await;
     let before: u64 = rand::thread_rng().gen_range(1..=600);
-    let all: Vec<Client> = cluster.ids().into_iter().map(|id| cluster.client(id).clone()).collect();
-    let mut ledger = Ledger::default();
-    let early = write_all(all, 0, before, 8).await;
+    let history = Recorder::new(Naming::Tag);
+    let clients = |cluster: &TestCluster| -> Vec<(u64, Client)> {
+        cluster.ids().into_iter().map(|id| (id, cluster.client(id).clone())).collect()
+    };
+    let early = write_all(&history, clients(&cluster), 0, before, 8).await;
     let victim_last_index = early.iter().map(|(_, index)| *index).max().expect("early writes");
-    ledger.record(&Written { acked: early, ..Written::default() });
     cluster.converged_events(before as usize).await;
 
     let leader = cluster.leader().await;
@@ -423,11 +392,9 @@ async fn snapshot_catch_up(test: &str) {
     let victim = *followers.choose(&mut rand::thread_rng()).expect("a follower");
     let down = cluster.kill(victim).await;
     let write_started = Instant::now();
-    let live: Vec<Client> = cluster.ids().into_iter().map(|id| cluster.client(id).clone()).collect();
-    let bulk = write_all(live, 1_000_000, WRITES, WRITERS).await;
+    let bulk = write_all(&history, clients(&cluster), 1_000_000, WRITES, WRITERS).await;
     let write_time = write_started.elapsed();
     let last_tag = bulk.iter().max_by_key(|(_, index)| *index).expect("bulk writes").0;
-    ledger.record(&Written { acked: bulk, ..Written::default() });
 
     // The survivors no longer hold the log entries the victim is missing:
     // only a snapshot can bring it up to date.
@@ -442,10 +409,10 @@ async fn snapshot_catch_up(test: &str) {
     let offset = cluster.log_len(victim);
     let restarted_at = Instant::now();
     cluster.restart(&down).await;
-    let events = cluster.converged_events_through(last_tag, Duration::from_secs(60)).await;
+    let incarnations = HashMap::from([(victim, 1)]);
+    let events = check_logs_through(&cluster, &history, &incarnations, last_tag, Duration::from_secs(60)).await;
     let catch_up = restarted_at.elapsed();
     assert_eq!(events.len() as u64, before + WRITES);
-    ledger.check(&events, &[]);
     let log = cluster.log_since(victim, offset);
     assert!(log.contains("resuming with existing raft state"), "node {victim} did not resume from its data:\n{log}");
     assert!(log.contains("installed snapshot"), "node {victim} caught up without installing a snapshot:\n{log}");
@@ -453,9 +420,10 @@ async fn snapshot_catch_up(test: &str) {
     assert!(leader_log.contains("built snapshot"), "leader {leader} never built a snapshot");
 
     // The caught-up node takes writes and stays in step.
-    let resp = cluster.client(victim).post_event(&event(9_999_999)).await.expect("write through the caught-up node");
+    let resp =
+        history.post_tagged(victim, cluster.client(victim), 9_999_999).await.expect("write through the caught-up node");
     assert_eq!(resp.status, 200, "{}", resp.body);
-    let events = cluster.converged_events_through(9_999_999, Duration::from_secs(30)).await;
+    let events = check_logs_through(&cluster, &history, &incarnations, 9_999_999, Duration::from_secs(30)).await;
     assert_eq!(events.len() as u64, before + WRITES + 1);
     assert_no_panics(&cluster);
     eprintln!(

@@ -7,8 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use gameraft::client::Client;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use gameraft::launcher::{ServeChild, ServeCommand};
 use tokio::time::Instant;
 
 use crate::harness::{event, wait_for};
@@ -21,45 +20,39 @@ fn case_dir(case: &str) -> PathBuf {
         let _ = std::process::Command::new("chattr").arg("-i").arg(&dir).status();
         std::fs::remove_dir_all(&dir).expect("remove old case dir");
     }
+    let _ = std::fs::remove_file(dir.with_extension("log"));
     dir
 }
 
-fn serve(id: u64, dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
-    command
-        .arg("serve")
-        .args(["--id", &id.to_string(), "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"])
-        .arg("--bootstrap")
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("WORKER_ID")
-        .env_remove("DATA_DIR")
-        .env_remove("MASTER_URL")
-        .env_remove("GAMERAFT_IN_MEMORY")
+/// Node `id` founding a cluster on `dir` (or resuming on it), its log to
+/// `stderr`; without backtraces, so that a refusal's message is all its log
+/// says.
+fn serve(id: u64, dir: &Path, stderr: Stdio) -> ServeChild {
+    ServeCommand::new(env!("CARGO_BIN_EXE_gameraft"))
+        .id(id)
+        .http_addr(([127, 0, 0, 1], 0).into())
+        .raft_addr(([127, 0, 0, 1], 0).into())
+        .bootstrap()
+        .data_dir(dir)
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
         .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn gameraft serve")
 }
 
-/// Node `id` alone on `dir` (it bootstraps, or resumes), once it leads.
-async fn start_alone(id: u64, dir: &Path) -> (Child, Client) {
-    let mut child = serve(id, dir).spawn().expect("spawn gameraft serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let line = tokio::time::timeout(Duration::from_secs(20), BufReader::new(stdout).lines().next_line())
+/// Node `id` alone on `dir` (it bootstraps, or resumes), once it leads. Its
+/// log goes to `<dir>.log`.
+async fn start_alone(id: u64, dir: &Path) -> (ServeChild, Client) {
+    let log_path = dir.with_extension("log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open node log");
+    let mut child = serve(id, dir, log.into());
+    let listening = child
+        .listening(Duration::from_secs(20))
         .await
-        .expect("node starts within 20 s")
-        .expect("read stdout");
-    let Some(line) = line else {
-        let output = child.wait_with_output().await.expect("wait for the node");
-        panic!("node {id} exited at start: {}", String::from_utf8_lossy(&output.stderr));
-    };
-    let addrs: serde_json::Value = serde_json::from_str(&line).expect("address line is JSON");
-    let client = Client::new(format!("http://{}", addrs["http_addr"].as_str().expect("http_addr"))).expect("client");
+        .unwrap_or_else(|err| panic!("node {id} did not start: {err}; see {}", log_path.display()));
+    let client = Client::new(format!("http://{}", listening.http_addr)).expect("client");
     wait_for("the lone node to lead", Duration::from_secs(20), || async {
         client.status().await.ok().filter(|s| s.is_leader).map(|_| ())
     })
@@ -75,7 +68,7 @@ async fn used_dir(case: &str, id: u64, events: u64) -> PathBuf {
     for tag in 0..events {
         assert_eq!(client.post_event(&event(tag)).await.expect("write").status, 200);
     }
-    child.kill().await.expect("SIGKILL");
+    child.process.kill().await.expect("SIGKILL");
     dir
 }
 
@@ -83,13 +76,14 @@ async fn used_dir(case: &str, id: u64, events: u64) -> PathBuf {
 /// non-zero within 10 s without having listened. Returns its stderr.
 async fn refused(id: u64, dir: &Path) -> String {
     let started = Instant::now();
-    let output = tokio::time::timeout(Duration::from_secs(10), serve(id, dir).output())
+    let output = serve(id, dir, Stdio::piped())
+        .wait_output(Duration::from_secs(10))
         .await
-        .unwrap_or_else(|_| panic!("node {id} on {} neither started nor exited within 10 s", dir.display()))
-        .expect("run gameraft serve");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        .unwrap_or_else(|err| panic!("node {id} on {} neither started nor exited: {err}", dir.display()));
+    let stderr = output.stderr;
     assert!(!output.status.success(), "node {id} on {} started:\n{stderr}", dir.display());
-    assert!(output.stdout.is_empty(), "node {id} printed its address line before exiting:\n{stderr}");
+    assert!(output.listening.is_none(), "node {id} printed its listening line before exiting:\n{stderr}");
+    assert!(output.other_stdout.is_empty(), "node {id} printed {:?} on stdout:\n{stderr}", output.other_stdout);
     eprintln!("refused in {:.0?} ({}): {}", started.elapsed(), output.status, stderr.trim());
     stderr
 }
@@ -117,14 +111,14 @@ async fn data_dir_in_use_by_a_running_node_is_refused() {
     assert_eq!(client.post_event(&event(1)).await.unwrap().status, 200);
     let node_file = read(&dir.join("node.json"));
     let stderr = refused(1, &dir).await;
-    let pid = holder.id().unwrap();
+    let pid = holder.pid().unwrap();
     assert!(stderr.contains("in use by another gameraft process"), "{stderr}");
     assert!(stderr.contains(&format!("pid {pid}")), "the message names the holder, pid {pid}: {stderr}");
     assert_eq!(read(&dir.join("node.json")), node_file);
     // The holder was not disturbed.
     assert_eq!(client.events().await.unwrap().count, 1);
     assert_eq!(client.post_event(&event(2)).await.unwrap().status, 200);
-    holder.kill().await.unwrap();
+    holder.process.kill().await.unwrap();
     // Once the holder is gone (SIGKILL releases its lock), the directory is free.
     let (_node, client) = start_alone(1, &dir).await;
     assert_eq!(client.events().await.unwrap().count, 2);

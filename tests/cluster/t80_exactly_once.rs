@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::harness::{event, post_with_id, TestCluster};
+use crate::recorder::{Naming, Recorder, Write};
 
 /// The answer that finally acknowledged a write.
 #[derive(Debug, Clone)]
@@ -23,12 +24,31 @@ struct Acked {
     duplicate: bool,
     /// Answers before it that were failures (timeouts, 503, 504, errors).
     failures: Vec<String>,
+    /// The write from its first attempt to this answer, for the history.
+    write: Write,
 }
 
-/// Posts `event` under `id` to a random node of `live`, and again with the
-/// same id to another node after each failure, until a 200 (or 60 s).
-async fn write_until_acked(live: &RwLock<BTreeMap<u64, Client>>, id: &str, event: &GameEvent) -> Acked {
+impl Acked {
+    /// Puts the write into `history`: once per request id, so only the
+    /// first write under an id, not a repeat sent later to test it.
+    fn record(&self, history: &Recorder) {
+        history.acked(self.write.clone(), self.log_index, self.duplicate);
+    }
+}
+
+/// Posts the event tagged `tag` under `id` to a random node of `live`, and
+/// again with the same id to another node after each failure, until a 200
+/// (or 60 s). `history` times it, as `client`'s.
+async fn write_until_acked(
+    history: &Recorder,
+    client: u32,
+    live: &RwLock<BTreeMap<u64, Client>>,
+    id: &str,
+    tag: u64,
+) -> Acked {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let event = &event(tag);
+    let mut write = history.begin(client, id.to_string(), tag);
     let mut failures = Vec::new();
     let mut last_node = None;
     loop {
@@ -42,6 +62,7 @@ async fn write_until_acked(live: &RwLock<BTreeMap<u64, Client>>, id: &str, event
             last_node = None;
             continue;
         };
+        write.nodes.push(node);
         match post_with_id(&client, event, id).await {
             Ok(resp) if resp.status == 200 => {
                 let log_index = resp.body["log_index"].as_u64().expect("a 200 carries its log_index");
@@ -51,7 +72,7 @@ async fn write_until_acked(live: &RwLock<BTreeMap<u64, Client>>, id: &str, event
                     false => format!("Event committed at log index {log_index}"),
                 };
                 assert_eq!(resp.body["message"], expected.as_str(), "{id}: {}", resp.body);
-                return Acked { log_index, duplicate, failures };
+                return Acked { log_index, duplicate, failures, write };
             }
             Ok(resp) if [503, 504].contains(&resp.status) => {
                 failures.push(format!("node {node}: {} {}", resp.status, resp.body["error"]))
@@ -139,6 +160,7 @@ async fn writes_retried_with_their_id_through_a_leader_kill_are_each_in_the_log_
     const BEFORE_KILL: u64 = 150;
     const AFTER_KILL: u64 = 300;
     let mut cluster = TestCluster::start("exactly-once-leader-kill", 3).await;
+    let history = Recorder::new(Naming::RequestId);
     let live = live_clients(&cluster);
     let stop = Arc::new(AtomicBool::new(false));
     let (acked_tx, mut acked) = watch::channel(0u64);
@@ -146,7 +168,7 @@ async fn writes_retried_with_their_id_through_a_leader_kill_are_each_in_the_log_
 
     let writers: Vec<_> = (0..WRITERS)
         .map(|writer| {
-            let (live, stop, acked_tx) = (live.clone(), stop.clone(), acked_tx.clone());
+            let (live, stop, acked_tx, history) = (live.clone(), stop.clone(), acked_tx.clone(), history.clone());
             tokio::spawn(async move {
                 let mut written = Vec::new();
                 for n in 0.. {
@@ -154,7 +176,8 @@ async fn writes_retried_with_their_id_through_a_leader_kill_are_each_in_the_log_
                         break;
                     }
                     let id = format!("w{writer}-{n}");
-                    let acked = write_until_acked(&live, &id, &event(writer * 1_000_000 + n)).await;
+                    let acked = write_until_acked(&history, writer as u32, &live, &id, writer * 1_000_000 + n).await;
+                    acked.record(&history);
                     written.push((id, acked));
                     acked_tx.send_modify(|count| *count += 1);
                 }
@@ -184,9 +207,11 @@ async fn writes_retried_with_their_id_through_a_leader_kill_are_each_in_the_log_
     }
 
     eprintln!("--- a barrier write, then every node's log");
-    let barrier = write_until_acked(&live, "barrier-1", &event(9_000_000)).await;
-    let log = cluster.converged_log_through("barrier-1", Duration::from_secs(30)).await;
-    check_each_id_once_where_acknowledged(&log, &written);
+    let barrier = write_until_acked(&history, WRITERS as u32, &live, "barrier-1", 9_000_000).await;
+    barrier.record(&history);
+    let logs = cluster.converged_logs("barrier-1", Duration::from_secs(30), |e| is_request(e, "barrier-1")).await;
+    history.check(&logs);
+    let log = logs[0].1.clone();
     assert_eq!(by_request_id(&log)["barrier-1"], vec![(log.len() as u64 - 1, barrier.log_index)]);
 
     let retried: Vec<&(String, Acked)> = written.iter().filter(|(_, a)| !a.failures.is_empty()).collect();
@@ -204,31 +229,16 @@ async fn writes_retried_with_their_id_through_a_leader_kill_are_each_in_the_log_
     eprintln!("--- the killed node comes back on its data and holds the same log");
     cluster.restart(&killed).await;
     live.write().expect("live nodes lock").insert(killed.id, cluster.client(killed.id).clone());
-    write_until_acked(&live, "barrier-2", &event(9_000_001)).await;
-    let after = cluster.converged_log_through("barrier-2", Duration::from_secs(30)).await;
+    write_until_acked(&history, WRITERS as u32, &live, "barrier-2", 9_000_001).await.record(&history);
+    let logs = cluster.converged_logs("barrier-2", Duration::from_secs(30), |e| is_request(e, "barrier-2")).await;
+    history.check(&logs);
+    let after = &logs[0].1;
     assert_eq!(after[..log.len()], log[..], "the restarted node's log differs");
     assert_eq!(after.len(), log.len() + 1);
 }
 
-/// Every id written is in `log` exactly once, at the log index its writer
-/// was told (whether its answer was a duplicate or not); every entry is one
-/// of them or a barrier; positions count up from 0 with log indexes rising.
-fn check_each_id_once_where_acknowledged(log: &[PositionedEvent], written: &[(String, Acked)]) {
-    let ids = by_request_id(log);
-    for (id, acked) in written {
-        let found = ids.get(id.as_str()).unwrap_or_else(|| panic!("{id} was acknowledged but is not in the log"));
-        assert_eq!(found.len(), 1, "{id} is in the log {} times: {found:?}", found.len());
-        assert_eq!(found[0].1, acked.log_index, "{id}: told log index {}, the log says {found:?}", acked.log_index);
-    }
-    let known: std::collections::HashSet<&str> = written.iter().map(|(id, _)| id.as_str()).collect();
-    let strangers: Vec<&str> =
-        ids.keys().copied().filter(|id| !known.contains(id) && !id.starts_with("barrier")).collect();
-    assert!(strangers.is_empty(), "entries nobody wrote: {strangers:?}");
-    for (n, entry) in log.iter().enumerate() {
-        assert_eq!(entry.position, n as u64, "positions count up");
-    }
-    // Events of one batch share their entry's index.
-    assert!(log.windows(2).all(|w| w[0].log_index <= w[1].log_index), "log indexes never fall along positions");
+fn is_request(entry: &PositionedEvent, id: &str) -> bool {
+    entry.request_id.as_deref() == Some(id)
 }
 
 /// A snapshot every 100 entries, the default 120 s window: the ids are
@@ -246,6 +256,7 @@ async fn ids_survive_a_restart_of_every_node_and_reach_nodes_caught_up_by_snapsh
         &["--snapshot-after-logs", "100", "--logs-kept-after-snapshot", "10"],
     )
     .await;
+    let history = Recorder::new(Naming::RequestId);
     let live = live_clients(&cluster);
     let mut told = HashMap::new();
     let mut lagging = None;
@@ -259,7 +270,8 @@ async fn ids_survive_a_restart_of_every_node_and_reach_nodes_caught_up_by_snapsh
             live.write().expect("live nodes lock").remove(&follower);
             lagging = Some(cluster.kill(follower).await);
         }
-        let acked = write_until_acked(&live, &format!("c-{n}"), &event(n)).await;
+        let acked = write_until_acked(&history, 0, &live, &format!("c-{n}"), n).await;
+        acked.record(&history);
         assert!(!acked.duplicate, "c-{n} is new");
         told.insert(n, acked.log_index);
     }
@@ -273,7 +285,7 @@ async fn ids_survive_a_restart_of_every_node_and_reach_nodes_caught_up_by_snapsh
     cluster.wait_for_voters(3).await;
     let live = live_clients(&cluster);
     for n in [299, 250, 100, 0] {
-        let again = write_until_acked(&live, &format!("c-{n}"), &event(n)).await;
+        let again = write_until_acked(&history, 0, &live, &format!("c-{n}"), n).await;
         assert!(again.duplicate && again.log_index == told[&n], "c-{n} after the restart: {again:?}");
     }
 
@@ -286,17 +298,16 @@ async fn ids_survive_a_restart_of_every_node_and_reach_nodes_caught_up_by_snapsh
     live4.insert(4, cluster.client(4).clone());
     let via_new_node = RwLock::new(live4);
     for n in [150, 1] {
-        let again = write_until_acked(&via_new_node, &format!("c-{n}"), &event(n)).await;
+        let again = write_until_acked(&history, 0, &via_new_node, &format!("c-{n}"), n).await;
         assert!(again.duplicate && again.log_index == told[&n], "c-{n} through the new node: {again:?}");
     }
 
-    write_until_acked(&live_clients(&cluster), "barrier", &event(9_999)).await;
-    let log = cluster.converged_log_through("barrier", Duration::from_secs(60)).await;
-    let ids = by_request_id(&log);
-    for n in 0..WRITES {
-        assert_eq!(ids[format!("c-{n}").as_str()], vec![(n, told[&n])], "c-{n} is once where its answer said");
-    }
-    assert_eq!(log.len() as u64, WRITES + 1, "300 ids and the barrier");
+    write_until_acked(&history, 0, &live_clients(&cluster), "barrier", 9_999).await.record(&history);
+    let logs = cluster.converged_logs("barrier", Duration::from_secs(60), |e| is_request(e, "barrier")).await;
+    // Each id once where its answer said, in the order they were written
+    // (one after another), with nothing else but the barrier, on every node.
+    history.check(&logs);
+    assert_eq!(logs[0].1.len() as u64, WRITES + 1, "300 ids and the barrier");
     let lagging_log = cluster.log_since(lagging.id, lagging_log_offset);
     assert!(lagging_log.contains("installed snapshot"), "node {} caught up without a snapshot", lagging.id);
     let node4_log = cluster.log_since(4, 0);
@@ -326,12 +337,15 @@ async fn an_id_leaves_the_window_by_stamped_time_alike_on_every_node_and_across_
         ],
     )
     .await;
+    // The clock for write_until_acked; "old" is in the log twice here, by
+    // design, so this test checks its log itself.
+    let history = Recorder::new(Naming::RequestId);
     let live = live_clients(&cluster);
     let sent = Instant::now();
-    let first = write_until_acked(&live, "old", &event(1)).await;
+    let first = write_until_acked(&history, 0, &live, "old", 1).await;
     assert!(!first.duplicate);
     for n in 0..50 {
-        write_until_acked(&live, &format!("filler-{n}"), &event(100 + n)).await;
+        write_until_acked(&history, 0, &live, &format!("filler-{n}"), 100 + n).await;
     }
 
     let leader = cluster.leader().await;
@@ -345,7 +359,7 @@ async fn an_id_leaves_the_window_by_stamped_time_alike_on_every_node_and_across_
     eprintln!("--- send \"old\" again every 500 ms until it is a new write");
     let mut repeats = 0;
     let appended_again = loop {
-        let again = write_until_acked(&live, "old", &event(1)).await;
+        let again = write_until_acked(&history, 0, &live, "old", 1).await;
         if !again.duplicate {
             break again;
         }
@@ -359,7 +373,7 @@ async fn an_id_leaves_the_window_by_stamped_time_alike_on_every_node_and_across_
     assert!(elapsed >= WINDOW, "\"old\" left the window after {elapsed:?}, before {WINDOW:?}");
     assert!(repeats > 0, "no repeat was inside the window: the test proved nothing");
 
-    write_until_acked(&live, "barrier", &event(9_999)).await;
+    write_until_acked(&history, 0, &live, "barrier", 9_999).await;
     let log = cluster.converged_log_through("barrier", Duration::from_secs(30)).await;
     let ids = by_request_id(&log);
     assert_eq!(
