@@ -140,36 +140,6 @@ impl RaftTimings {
         }
     }
 
-    /// These settings as `gameraft serve` flags, for a command that starts
-    /// nodes with its own timings (`gameraft cluster`): parsed again, they
-    /// give back `self`. The destructuring names every field, so a new one
-    /// does not compile until it is passed on here.
-    pub fn to_args(&self) -> Vec<String> {
-        let Self {
-            heartbeat_ms,
-            election_timeout_min_ms,
-            election_timeout_max_ms,
-            install_snapshot_timeout_ms,
-            max_payload_entries,
-            logs_kept_after_snapshot,
-            snapshot_after_logs,
-            leader_probe_ms,
-        } = self;
-        [
-            ("--heartbeat-ms", heartbeat_ms),
-            ("--election-timeout-min-ms", election_timeout_min_ms),
-            ("--election-timeout-max-ms", election_timeout_max_ms),
-            ("--install-snapshot-timeout-ms", install_snapshot_timeout_ms),
-            ("--max-payload-entries", max_payload_entries),
-            ("--logs-kept-after-snapshot", logs_kept_after_snapshot),
-            ("--snapshot-after-logs", snapshot_after_logs),
-            ("--leader-probe-ms", leader_probe_ms),
-        ]
-        .into_iter()
-        .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
-        .collect()
-    }
-
     /// OpenRaft's leader lease (its `election_timeout_max`): half the
     /// design's upper bound (see [`Self::to_openraft`]).
     fn lease_ms(&self) -> u64 {

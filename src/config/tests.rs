@@ -279,34 +279,3 @@ fn every_count_limit_and_wait_that_must_not_be_0_is_named_when_it_is() {
         assert!(err.to_string().starts_with(flag), "{err}");
     }
 }
-
-#[test]
-fn raft_timings_pass_on_as_flags_that_parse_back_to_them() {
-    use clap::CommandFactory;
-    #[derive(Parser)]
-    struct Timings {
-        #[command(flatten)]
-        raft: RaftTimings,
-    }
-    // Every field away from its default, and from every other field.
-    let timings = RaftTimings {
-        heartbeat_ms: 101,
-        election_timeout_min_ms: 1002,
-        election_timeout_max_ms: 2003,
-        install_snapshot_timeout_ms: 4004,
-        max_payload_entries: 55,
-        logs_kept_after_snapshot: 66,
-        snapshot_after_logs: 777,
-        leader_probe_ms: 88,
-    };
-    let args = timings.to_args();
-    let parsed = Timings::parse_from(std::iter::once("serve".to_string()).chain(args.iter().cloned())).raft;
-    assert_eq!(parsed, timings);
-    // And each flag of the group once: a flag added to the struct is passed on.
-    let mut passed: Vec<_> = args.iter().step_by(2).map(|flag| flag.trim_start_matches("--").to_string()).collect();
-    let mut flags: Vec<_> =
-        Timings::command().get_arguments().filter_map(|arg| arg.get_long()).map(str::to_string).collect();
-    passed.sort();
-    flags.sort();
-    assert_eq!(passed, flags);
-}
