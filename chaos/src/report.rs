@@ -9,7 +9,6 @@ use gameraft_chaos::history::{History, OpKind, Outcome};
 #[cfg(test)]
 use crate::nemesis::Observation;
 use crate::nemesis::{FaultKind, FaultRecord};
-use crate::run::Options;
 
 /// What the healed cluster did.
 pub struct Liveness {
@@ -36,11 +35,18 @@ impl Tally {
     }
 }
 
+/// What a run was asked to do, as the summary states it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunShape {
+    pub seed: u64,
+    pub nodes: usize,
+    pub duration_secs: u64,
+    /// Whether the nodes ran in network namespaces (network faults possible).
+    pub namespaces: bool,
+}
+
 pub struct Summary<'a> {
-    seed: u64,
-    nodes: usize,
-    duration_secs: u64,
-    namespaces: bool,
+    shape: RunShape,
     faults: BTreeMap<FaultKind, u32>,
     appends: [u64; 3],
     retried: u64,
@@ -72,8 +78,7 @@ fn slot(outcome: &Outcome) -> usize {
 
 impl<'a> Summary<'a> {
     pub fn new(
-        options: &Options,
-        namespaces: bool,
+        shape: RunShape,
         history: &History,
         report: &'a Report,
         faults: BTreeMap<FaultKind, u32>,
@@ -105,10 +110,7 @@ impl<'a> Summary<'a> {
         let shared = per_entry.values().filter(|&&n| n > 1).sum();
         let batched = (shared, per_entry.values().copied().max().unwrap_or(0));
         Summary {
-            seed: options.seed,
-            nodes: options.nodes,
-            duration_secs: options.duration.as_secs(),
-            namespaces,
+            shape,
             faults,
             appends,
             retried,
@@ -136,11 +138,11 @@ impl<'a> Summary<'a> {
 impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stats = &self.report.stats;
-        let hosts = if self.namespaces { "network namespaces" } else { "loopback" };
+        let hosts = if self.shape.namespaces { "network namespaces" } else { "loopback" };
         writeln!(
             f,
             "== gameraft chaos: seed {}, {} nodes on {hosts}, {} s of faults ==",
-            self.seed, self.nodes, self.duration_secs
+            self.shape.seed, self.shape.nodes, self.shape.duration_secs
         )?;
         let faults: Vec<String> = self.faults.iter().map(|(kind, n)| format!("{} {n}", kind.name())).collect();
         let total: u32 = self.faults.values().sum();

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::hosts::Hosts;
 use crate::nemesis::Nemesis;
 use crate::nodes::{lock, Founding, Nodes, SnapshotSettings};
-use crate::report::{Liveness, Summary};
+use crate::report::{Liveness, RunShape, Summary};
 use crate::workload::{read_full_log, Workload};
 
 pub struct Options {
@@ -125,7 +125,7 @@ async fn run_on(nodes: &Arc<Nodes>, options: &Options, out: &std::path::Path) ->
     let report = checker::check(&history);
     let liveness = Liveness { barrier_ms, converged_ms, panics: nodes.panics() };
     let summary =
-        Summary::new(options, nodes.hosts.has_network_faults(), &history, &report, faults, &records, liveness);
+        Summary::new(shape(options, nodes.hosts.has_network_faults()), &history, &report, faults, &records, liveness);
     let text = summary.to_string();
     println!("{text}");
     std::fs::write(out.join("summary.txt"), &text)?;
@@ -162,4 +162,8 @@ async fn converge(nodes: &Nodes, within: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     false
+}
+
+fn shape(options: &Options, namespaces: bool) -> RunShape {
+    RunShape { seed: options.seed, nodes: options.nodes, duration_secs: options.duration.as_secs(), namespaces }
 }
