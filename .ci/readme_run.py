@@ -4,9 +4,17 @@
 The command is read from the README itself (the first line that starts with
 `cargo run` and names `cluster`), so the README cannot drift from what is
 tested. It is started in its own process group, like a terminal's foreground
-job; once it reports a leader, one critical event is written through node 1
-and must be readable on every node; then the group gets SIGINT (what Ctrl-C
-sends) and the command must exit 0 with every node process gone.
+job. Once it reports a leader:
+
+- every example of the README's session (each `curl` command followed by its
+  answer as a `# ` comment) is run in the README's order and must answer
+  exactly what the README shows, but for the random part of assigned request
+  ids; the `DELETE` examples (the session's last step) run at the end;
+- one more critical event is written through node 1 and must be readable on
+  every node;
+
+then the group gets SIGINT (what Ctrl-C sends) and the command must exit 0
+with every node process gone.
 
 Exits non-zero, with the command's output, on any failure.
 """
@@ -37,6 +45,48 @@ def readme_command():
             if re.match(r"^cargo run .*cluster", line):
                 return line.strip()
     sys.exit("README.md has no `cargo run ... cluster` line")
+
+
+def readme_examples():
+    """(command, expected answer) for each answered `curl` example, in order."""
+    examples, in_sh, command = [], False, None
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as readme:
+        for line in readme.read().splitlines():
+            if line.startswith("```"):
+                in_sh, command = line == "```sh", None
+                continue
+            if not in_sh:
+                continue
+            if command is not None and command.endswith("\\"):
+                command = command[:-1] + " " + line.strip()
+            elif line.startswith("curl "):
+                command = line.strip()
+            elif line.startswith("# ") and command is not None:
+                examples.append((command, line[2:]))
+                command = None
+    if not examples:
+        sys.exit("README.md has no answered curl examples")
+    return examples
+
+
+def normalized(answer):
+    """An answer with the random part of node-assigned request ids masked."""
+    return re.sub(r"auto-(\d+)-[0-9a-f]{32}", r"auto-\1-<random>", answer.strip())
+
+
+def run_examples(examples):
+    for command, expected in examples:
+        # A read from a follower may trail the leader by a heartbeat: reads
+        # (no -X) are polled for a few seconds; writes run exactly once.
+        deadline = time.monotonic() + (5 if " -X " not in command else 0)
+        while True:
+            got = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30).stdout
+            if normalized(got) == normalized(expected):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"README example {command!r}\n  README: {expected}\n  got:    {got.strip()}")
+            time.sleep(0.2)
+    print(f"README examples: {len(examples)} answered as shown", flush=True)
 
 
 def http(method, url, body=None):
@@ -95,6 +145,9 @@ def run_checks(proc, output):
 
     leader = wait_until("the cluster to report a leader", FORM_LIMIT_S, formed).group(1)
     print(f"cluster formed, leader is node {leader}", flush=True)
+    examples = readme_examples()
+    removals = [example for example in examples if " -X DELETE " in example[0]]
+    run_examples([example for example in examples if example not in removals])
 
     tag = int(time.time() * 1000) % (1 << 40)
     event = {"Critical": {"PlayerJoin": {"player_id": tag, "name": "readme-check", "timestamp": tag}}}
@@ -109,6 +162,7 @@ def run_checks(proc, output):
             return status == 200 and event in body.get("events", [])
 
         wait_until(f"the event on the node at port {port}", 30, has_event)
+    run_examples(removals)
 
     os.killpg(proc.pid, signal.SIGINT)
     try:

@@ -1,4 +1,4 @@
-//! How the leader groups critical writes into Raft entries (`api/batcher.rs`).
+//! How the leader groups critical writes into Raft entries (`proposer/batcher.rs`).
 
 use clap::Args;
 

@@ -144,7 +144,7 @@ impl NodeConfig {
     /// `--write-batch-max-bytes`, but one event goes alone whatever its size,
     /// and it is at most a body plus a request id sent in a header. Every
     /// event counts [`EVENT_OVERHEAD_BYTES`] on top of its JSON, and every
-    /// entry [`ENTRY_OVERHEAD_BYTES`] (see `types.rs`): the batcher cuts by
+    /// entry [`ENTRY_OVERHEAD_BYTES`] (see `types/mod.rs`): the batcher cuts by
     /// the same measure, and never builds a larger entry.
     pub fn max_entry_bytes(&self) -> u64 {
         let batch = self.batching.write_batch_max_bytes as u64;

@@ -59,7 +59,7 @@ impl fmt::Display for PeerAddr {
 /// The application payload of one Raft entry.
 ///
 /// It holds a batch: the leader folds concurrent writes into one entry (one
-/// fsync, one replication round) in `api/batcher.rs`. Events keep their
+/// fsync, one replication round) in `proposer/batcher.rs`. Events keep their
 /// order in the batch and each gets its own position in the event list.
 ///
 /// The two numbers below are the leader's, stamped when it proposes the
@@ -85,7 +85,7 @@ pub struct EventBatch {
 /// 20 digits); in protobuf, which is otherwise no larger than the JSON (one
 /// byte of tag where JSON has a quoted field name), field tags and lengths.
 /// The batcher counts it for every event; `config.rs` checks the limits
-/// with it; `api/batcher.rs`'s tests check it against both encodings.
+/// with it; `proposer/batcher.rs`'s tests check it against both encodings.
 pub const EVENT_OVERHEAD_BYTES: usize = 64;
 /// Bytes an entry may take beyond its events' in either encoding: its log
 /// id, first position, time and window, tags and the record header.
