@@ -25,6 +25,17 @@ use tokio::time::Instant;
 use crate::client::Client;
 use crate::launcher::{self, LaunchError, ServeCommand};
 
+/// Prints a line for whoever watches the command. Its output is for people
+/// only: once nobody reads it (a closed terminal, `| head`), lines are
+/// dropped and the cluster keeps running, rather than the command panicking
+/// as `println!` does and killing its nodes without a graceful stop.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// How long a node has to print its listening line.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
@@ -198,13 +209,13 @@ async fn wait_until_formed(config: &ClusterConfig) -> Result<(), ClusterError> {
         .collect::<Result<_, _>>()?;
     loop {
         if let Some(leader) = agreed_leader(&clients, config.nodes).await {
-            println!("gameraft local cluster: {} nodes, leader is node {leader}", config.nodes);
+            say!("gameraft local cluster: {} nodes, leader is node {leader}", config.nodes);
             for (i, client) in clients.iter().enumerate() {
                 let id = i as u64 + 1;
                 let role = if id == leader { "  (leader)" } else { "" };
-                println!("  node {id}  {}  raft 127.0.0.1:{}{role}", client.base(), config.base_raft_port + i as u16);
+                say!("  node {id}  {}  raft 127.0.0.1:{}{role}", client.base(), config.base_raft_port + i as u16);
             }
-            println!("Node logs are in {}/. Press Ctrl-C to stop the cluster.", config.dir.display());
+            say!("Node logs are in {}/. Press Ctrl-C to stop the cluster.", config.dir.display());
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -240,7 +251,7 @@ async fn wait_for_stop(exits: &mut Exits) -> Result<(), ClusterError> {
             result = tokio::signal::ctrl_c() => return result.map_err(ClusterError::Signal),
             _ = sigterm.recv() => return Ok(()),
             Some(Ok((id, status))) = exits.join_next() => {
-                println!("{}; the other nodes keep running", node_exited(id, status));
+                say!("{}; the other nodes keep running", node_exited(id, status));
             }
         }
     }
@@ -255,7 +266,7 @@ fn node_exited(id: u16, status: std::io::Result<std::process::ExitStatus>) -> Cl
 }
 
 async fn stop_all(pids: &[Pid], exits: &mut Exits) {
-    println!("stopping {} nodes", pids.len());
+    say!("stopping {} nodes", pids.len());
     for pid in pids {
         // The node may already have exited; nothing to do then.
         let _ = kill(*pid, Signal::SIGTERM);

@@ -4,6 +4,7 @@
 mod harness;
 mod recorder;
 mod t10_formation;
+mod t12_cluster_command;
 mod t15_node_identity;
 mod t20_replication;
 mod t30_bad_input;

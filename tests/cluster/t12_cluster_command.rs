@@ -1,0 +1,79 @@
+//! `gameraft cluster`, the README's run command, as a process.
+
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::harness::wait_for;
+
+/// A base port with it and the next `n - 1` free on 127.0.0.1, for HTTP and
+/// for Raft (the command numbers its nodes' ports from a base).
+fn free_bases(n: u16) -> (u16, u16) {
+    let start = 20_000 + (std::process::id() % 2_000) as u16 * 10;
+    let free = |base: u16| (base..base + n).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
+    let mut base = start;
+    while !(free(base) && free(base + n)) {
+        base += 2 * n;
+    }
+    (base, base + n)
+}
+
+/// Whoever reads the command's output may go away (a closed terminal, `|
+/// head`): the command keeps its cluster, and on SIGTERM still stops every
+/// node gracefully and exits 0, without a panic.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_whose_output_is_closed_still_stops_its_nodes_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (http, raft) = free_bases(3);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
+    command
+        .args(["cluster", "--nodes", "3", "--in-memory"])
+        .arg(format!("--base-http-port={http}"))
+        .arg(format!("--base-raft-port={raft}"))
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut cluster = command.spawn().expect("start gameraft cluster");
+    let pid = Pid::from_raw(cluster.id().expect("running") as i32);
+    let mut stderr = cluster.stderr.take().expect("stderr piped");
+    let stderr_text = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+
+    let mut lines = BufReader::new(cluster.stdout.take().expect("stdout piped")).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("Press Ctrl-C") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "the cluster formed and said so");
+    drop(lines); // the reader goes away
+
+    kill(pid, Signal::SIGTERM).expect("SIGTERM the command");
+    let status = tokio::time::timeout(Duration::from_secs(60), cluster.wait())
+        .await
+        .expect("the command exits within 60 s of SIGTERM")
+        .expect("wait for the command");
+    let stderr = stderr_text.await.expect("stderr reader");
+    assert!(!stderr.contains("panicked"), "the command panicked:\n{stderr}");
+    assert!(status.success(), "the command exited {status}:\n{stderr}");
+    for port in http..http + 3 {
+        wait_for(&format!("the node on port {port} to be gone"), Duration::from_secs(10), || async move {
+            TcpListener::bind(("127.0.0.1", port)).is_ok().then_some(())
+        })
+        .await;
+    }
+}
