@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use gameraft::auth::{self, Role};
 use gameraft::cluster::{self, ClusterConfig};
 use gameraft::config::NodeConfig;
 use gameraft::launcher::Listening;
@@ -30,6 +31,31 @@ enum Commands {
     Serve(NodeConfig),
     /// Run a local cluster of nodes on 127.0.0.1 until Ctrl-C.
     Cluster(ClusterConfig),
+    /// Client tokens for --auth-tokens-file.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Draw a new random token. Prints it (line 1: give it to the client),
+    /// then its line for the tokens file (line 2: append it there; the file
+    /// keeps only the token's hash).
+    New {
+        /// What the token may do: read, write (includes read) or admin (all).
+        #[arg(long)]
+        role: Role,
+        /// Who holds it (no spaces), shown in logs and refusals.
+        #[arg(long, value_parser = token_name)]
+        name: String,
+    },
+}
+
+fn token_name(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.contains(char::is_whitespace) || name.contains('#') {
+        return Err("a name is one word, without spaces or '#'".into());
+    }
+    Ok(name.to_string())
 }
 
 #[tokio::main]
@@ -42,6 +68,12 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Commands::Serve(config) => serve(config).await,
         Commands::Cluster(config) => cluster::run(config).await.context("local cluster failed"),
+        Commands::Token(TokenCommand::New { role, name }) => {
+            let token = auth::new_token();
+            println!("{token}");
+            println!("{role} {} {name}", auth::hash_hex(&token));
+            Ok(())
+        }
     }
 }
 
