@@ -16,6 +16,8 @@ pub enum ClientError {
     Status { url: String, status: u16, body: String },
     #[error("{url} answered a body that does not parse: {source}")]
     Decode { url: String, source: serde_json::Error },
+    #[error("the token for {url} cannot be sent in a header")]
+    BadToken { url: String },
 }
 
 /// The answer to a request, whatever its status: tests look at both.
@@ -34,9 +36,27 @@ pub struct Client {
 impl Client {
     /// `base` is the node's URL, e.g. `http://127.0.0.1:8081`.
     pub fn new(base: impl Into<String>) -> Result<Self, ClientError> {
-        let base = base.into().trim_end_matches('/').to_string();
+        Self::build(base.into(), None)
+    }
+
+    /// A client that presents `token` (`Authorization: Bearer`) on every
+    /// request, for nodes that check client tokens.
+    pub fn with_token(base: impl Into<String>, token: &str) -> Result<Self, ClientError> {
+        Self::build(base.into(), Some(token))
+    }
+
+    fn build(base: String, token: Option<&str>) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_string();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| ClientError::BadToken { url: base.clone() })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .default_headers(headers)
             .build()
             .map_err(|source| ClientError::Http { url: base.clone(), source })?;
         Ok(Self { http, base })

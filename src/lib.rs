@@ -30,6 +30,7 @@
 //! - [`event`]: the design's event types and their exact JSON form.
 //! - [`types`]: OpenRaft's type configuration; a Raft entry carries a batch of events.
 //! - [`api`]: the HTTP API: parsing, answers and errors, forwarding to the leader.
+//! - [`auth`]: client bearer tokens and their roles, checked before any handler.
 //! - [`proposer`]: the write path to Raft: request ids, batching, the write timeout.
 //! - [`node`]: start-up (bind, Raft, servers, bootstrap or join) and shutdown.
 //! - [`membership`]: joining (learner, catch-up, promotion) and removal, on the leader.
@@ -47,6 +48,7 @@
 //! - [`client`]: a typed HTTP client for one node.
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod config;

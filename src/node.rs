@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::{self, AppState, Forwarder};
+use crate::auth::{self, TokenFileError, TokenStore};
 use crate::config::{ConfigError, NodeConfig};
 use crate::disk::{DataDir, DataDirError};
 use crate::ephemeral::EphemeralStore;
@@ -93,6 +94,8 @@ pub enum NodeError {
     RaftGone(#[source] openraft::metrics::WaitError),
     #[error(transparent)]
     DataDir(#[from] DataDirError),
+    #[error(transparent)]
+    Tokens(#[from] TokenFileError),
 }
 
 /// A started node. Drop it, or call [`RunningNode::run_until`], to stop it.
@@ -115,6 +118,15 @@ impl RunningNode {
     /// joining. Returns once the node is listening.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         config.validate()?;
+        // A tokens file that cannot be read stops the start, before anything
+        // is created: a node must not come up open by mistake.
+        let tokens = Arc::new(match &config.auth.auth_tokens_file {
+            Some(file) => TokenStore::load(file)?,
+            None => TokenStore::open_to_all(),
+        });
+        if tokens.enabled() {
+            auth::reload_on_sighup(tokens.clone());
+        }
         let raft_config = Arc::new(config.raft.to_openraft());
         // Opened first: a directory that is locked, damaged or another
         // node's must stop us before we bind anything.
@@ -193,6 +205,7 @@ impl RunningNode {
             forwarder: Forwarder::new(settings.api.forward_timeout())?,
             settings,
             membership_lock: Arc::default(),
+            tokens,
         };
 
         // TCP_NODELAY on both servers' accepted sockets: a gRPC answer leaves
@@ -234,7 +247,8 @@ impl RunningNode {
                 incarnation: addr.incarnation.clone(),
                 fresh: true,
             };
-            Some(tokio::spawn(join_cluster(url, request, config.api.join_timeout())))
+            let token = config.auth.join_token.clone();
+            Some(tokio::spawn(join_cluster(url, request, token, config.api.join_timeout())))
         } else if !config.identity.bootstrap {
             // A directory with an empty Raft log: a join that never got far.
             return Err(NodeError::NothingToStart { node_id });
@@ -346,14 +360,23 @@ async fn mirror_membership(raft: Raft, registry: NodeRegistry) {
 
 /// Asks the cluster at `url` to add this node, retrying while the cluster is
 /// unreachable or busy; gives up only when the cluster refuses (4xx).
-async fn join_cluster(url: String, request: JoinRequest, timeout: Duration) -> Result<(), NodeError> {
+async fn join_cluster(
+    url: String,
+    request: JoinRequest,
+    token: Option<String>,
+    timeout: Duration,
+) -> Result<(), NodeError> {
     let client = reqwest::Client::builder().timeout(timeout + Duration::from_secs(10)).build()?;
     let endpoint = format!("{}/nodes", url.trim_end_matches('/'));
     let mut delay = Duration::from_millis(200);
     // Every retry carries the same incarnation: the leader replaces an old
     // member of this id once, and a retry goes on from where it was.
     loop {
-        match client.post(&endpoint).json(&request).send().await {
+        let mut post = client.post(&endpoint).json(&request);
+        if let Some(token) = &token {
+            post = post.bearer_auth(token);
+        }
+        match post.send().await {
             Ok(resp) if resp.status().is_success() => {
                 let body = resp.text().await.unwrap_or_default();
                 tracing::info!(node_id = request.id, %url, %body, "joined the cluster");

@@ -91,9 +91,18 @@ impl Forwarder {
         Ok(Self { client })
     }
 
-    async fn send(&self, http_addr: &str, req: &ForwardRequest, hops: u32) -> Result<Response, ForwardError> {
+    async fn send(
+        &self,
+        http_addr: &str,
+        req: &ForwardRequest,
+        hops: u32,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Response, ForwardError> {
         let url = format!("http://{http_addr}{}", req.path_and_query);
         let mut builder = self.client.request(req.method.clone(), url).header(HOPS_HEADER, hops);
+        if let Some(authorization) = authorization {
+            builder = builder.header(axum::http::header::AUTHORIZATION, authorization);
+        }
         for (name, value) in &req.headers {
             builder = builder.header(name, value);
         }
@@ -151,7 +160,9 @@ impl AppState {
             if hops >= MAX_HOPS {
                 return ApiError::not_leader(self.leader_hint(Some(leader))).into_response();
             }
-            match self.forwarder.send(&addr.http_addr, &request, hops + 1).await {
+            // The caller's token goes along: the leader checks it too.
+            let authorization = headers.get(axum::http::header::AUTHORIZATION);
+            match self.forwarder.send(&addr.http_addr, &request, hops + 1, authorization).await {
                 Ok(response) => return response,
                 Err(ForwardError::NotSent(err)) => {
                     tracing::debug!(leader, %err, "leader unreachable; trying it again shortly or another leader");

@@ -6,6 +6,7 @@
 //! goes through [`AppState::on_leader`] (`forward.rs`), which runs it here or
 //! relays it to the leader.
 
+pub(crate) mod authorize;
 mod cluster;
 mod error;
 mod events;
@@ -30,6 +31,7 @@ pub use positions::{PositionedEvent, PositionedEventsPage};
 pub use request_id::{ASSIGNED_ID_HEADER, IDEMPOTENCY_KEY_HEADER};
 pub use status::StatusResponse;
 
+use crate::auth::TokenStore;
 use crate::config::NodeConfig;
 use crate::ephemeral::EphemeralStore;
 use crate::proposer::Proposer;
@@ -53,6 +55,8 @@ pub struct AppState {
     /// Serializes membership changes on the leader: OpenRaft refuses a change
     /// while another is uncommitted.
     pub membership_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The client tokens requests are checked against (`authorize.rs`).
+    pub tokens: Arc<TokenStore>,
 }
 
 /// The node's HTTP routes.
@@ -68,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/nodes", get(cluster::list_nodes).post(cluster::join))
         .route("/nodes/:id", delete(cluster::remove))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authorize::authorize))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

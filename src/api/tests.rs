@@ -465,4 +465,5 @@ async fn the_log_lists_events_with_position_log_index_and_request_id() {
     node.shutdown().await;
 }
 
+mod auth;
 mod batching;

@@ -23,6 +23,7 @@
 //! configuration is known to be valid.
 
 mod api;
+mod auth;
 mod batching;
 mod exactly_once;
 mod faults;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use clap::Args;
 
 pub use api::{ApiSettings, FORWARD_CONNECT_TIMEOUT, FORWARD_MAX_HOPS};
+pub use auth::AuthSettings;
 pub use batching::BatchSettings;
 pub use exactly_once::{ExactlyOnceSettings, MAX_REQUEST_ID_BYTES};
 pub use faults::FaultInjection;
@@ -69,6 +71,9 @@ pub struct NodeConfig {
 
     #[command(flatten)]
     pub exactly_once: ExactlyOnceSettings,
+
+    #[command(flatten)]
+    pub auth: AuthSettings,
 
     #[command(flatten)]
     pub faults: FaultInjection,

@@ -137,6 +137,7 @@ fn the_flags_env_vars_and_defaults_are_the_documented_ones() {
     use clap::CommandFactory;
     let expected = [
         ("advertise-host", "ADVERTISE_HOST", "", false),
+        ("auth-tokens-file", "GAMERAFT_AUTH_TOKENS_FILE", "", false),
         ("bootstrap", "GAMERAFT_BOOTSTRAP", "", false),
         ("data-dir", "DATA_DIR", "gameraft-data", false),
         ("election-timeout-max-ms", "GAMERAFT_ELECTION_TIMEOUT_MAX_MS", "3000", false),
@@ -150,6 +151,7 @@ fn the_flags_env_vars_and_defaults_are_the_documented_ones() {
         ("install-snapshot-timeout-ms", "GAMERAFT_INSTALL_SNAPSHOT_TIMEOUT_MS", "10000", false),
         ("join", "MASTER_URL", "", false),
         ("join-timeout-ms", "GAMERAFT_JOIN_TIMEOUT_MS", "60000", false),
+        ("join-token", "GAMERAFT_JOIN_TOKEN", "", false),
         ("leader-probe-ms", "GAMERAFT_LEADER_PROBE_MS", "250", false),
         ("leader-wait-ms", "GAMERAFT_LEADER_WAIT_MS", "5000", false),
         ("logs-kept-after-snapshot", "GAMERAFT_LOGS_KEPT_AFTER_SNAPSHOT", "1000", false),

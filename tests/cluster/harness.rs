@@ -40,6 +40,8 @@ pub struct TestCluster {
     extra_args: Vec<String>,
     /// Environment variables every node is started with.
     extra_env: Vec<(String, String)>,
+    /// The token the nodes' clients present, for nodes that check tokens.
+    client_token: Option<String>,
 }
 
 /// Polls `check` until it returns `Some`, or panics naming `what` at `limit`.
@@ -144,7 +146,14 @@ impl TestCluster {
             data_dir,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             extra_env: Vec::new(),
+            client_token: None,
         }
+    }
+
+    /// Every node's client presents `token`.
+    pub fn with_client_token(mut self, token: &str) -> Self {
+        self.client_token = Some(token.to_string());
+        self
     }
 
     /// Starts every node with `key=value` in its environment.
@@ -224,7 +233,12 @@ impl TestCluster {
             .unwrap_or_else(|err| panic!("node {id} did not start: {err}; see {}", log_path.display()));
         assert_eq!(listening.node_id, id, "node started with another id: {listening}");
         let (http_addr, raft_addr) = (listening.http_addr.to_string(), listening.raft_addr.to_string());
-        let client = Client::new(format!("http://{http_addr}")).expect("client");
+        let base = format!("http://{http_addr}");
+        let client = match &self.client_token {
+            Some(token) => Client::with_token(base, token),
+            None => Client::new(base),
+        }
+        .expect("client");
         self.nodes.insert(id, TestNode { id, http_addr, raft_addr, client, child });
         &self.nodes[&id]
     }
