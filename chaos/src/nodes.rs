@@ -131,6 +131,9 @@ impl Nodes {
             .http_addr(SocketAddr::from((host.ip, HTTP_PORT)))
             .raft_addr(SocketAddr::from((host.ip, RAFT_PORT)))
             .data_dir(self.data_dir(id))
+            // The harness's nodes listen on namespace addresses and are the
+            // harness's own: no client tokens.
+            .arg("--insecure")
             .arg("--fault-peer-delay-file")
             .arg(self.delay_file(id))
             .arg("--fault-crash-in-install-file")

@@ -1,4 +1,5 @@
-//! Who may call the HTTP API (see `auth/`).
+//! Who may call the HTTP API (see `auth/`), and whether the node may run
+//! open to anyone.
 
 use std::path::PathBuf;
 
@@ -7,7 +8,7 @@ use clap::Args;
 /// Client tokens: the file this node checks them against, and the token it
 /// joins a cluster with.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
-#[command(next_help_heading = "Client authentication")]
+#[command(next_help_heading = "Security")]
 pub struct AuthSettings {
     /// File of accepted client tokens, one per line: `<role> <sha256 hex>
     /// <name>`, roles read < write < admin (`gameraft token new` makes one).
@@ -20,4 +21,10 @@ pub struct AuthSettings {
     /// members check tokens.
     #[arg(long, env = "GAMERAFT_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
+
+    /// Run with no --auth-tokens-file on a non-loopback address: anyone who
+    /// reaches the node may write events and change the membership. Without
+    /// this flag such a node refuses to start.
+    #[arg(long, env = "GAMERAFT_INSECURE")]
+    pub insecure: bool,
 }

@@ -84,6 +84,12 @@ pub struct NodeConfig {
 pub enum ConfigError {
     #[error("{0} must be greater than 0")]
     Zero(&'static str),
+    #[error(
+        "this node listens on {addr}, beyond this machine, and checks no client tokens: anyone who reaches it \
+         could write events and change the membership. Give it --auth-tokens-file FILE (tokens from \
+         `gameraft token new`), listen on 127.0.0.1 only, or pass --insecure to run it open on a private network"
+    )]
+    OpenBeyondLoopback { addr: std::net::SocketAddr },
     #[error("--join URL {url:?} is not an http:// URL")]
     JoinUrl { url: String },
     #[error("--bootstrap and --join exclude each other: found a new cluster, or join an existing one")]
@@ -133,7 +139,20 @@ impl NodeConfig {
         self.batching.validate()?;
         self.exactly_once.validate()?;
         self.check_request_id_window()?;
-        self.check_size_limits()
+        self.check_size_limits()?;
+        self.check_exposure()
+    }
+
+    /// A node reachable beyond this machine checks client tokens, unless it
+    /// is told to run open (`--insecure`).
+    fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.auth.auth_tokens_file.is_some() || self.auth.insecure {
+            return Ok(());
+        }
+        match [self.identity.http_addr, self.identity.raft_addr].into_iter().find(|addr| !addr.ip().is_loopback()) {
+            Some(addr) => Err(ConfigError::OpenBeyondLoopback { addr }),
+            None => Ok(()),
+        }
     }
 
     /// How long after the first attempt a retry with the same id is still

@@ -14,16 +14,24 @@ struct Cli {
     node: NodeConfig,
 }
 
-fn parse(args: &[&str]) -> NodeConfig {
+fn parse_as_given(args: &[&str]) -> NodeConfig {
     Cli::parse_from(std::iter::once("serve").chain(args.iter().copied())).node
+}
+
+/// `args` for a node told to run open (`--insecure`), so that its other
+/// rules are what a test sees.
+fn parse(args: &[&str]) -> NodeConfig {
+    parse_as_given(&[&["--insecure"], args].concat())
 }
 
 #[test]
 fn defaults_are_the_designs() {
-    let config = parse(&[]);
+    let config = parse_as_given(&[]);
     assert_eq!(config.identity.http_addr, "0.0.0.0:8080".parse().unwrap());
     assert_eq!(config.identity.raft_addr, "0.0.0.0:5000".parse().unwrap());
-    config.validate().unwrap();
+    // Listening beyond loopback, the defaults need tokens or --insecure.
+    assert!(matches!(config.validate(), Err(ConfigError::OpenBeyondLoopback { .. })));
+    parse_as_given(&["--insecure"]).validate().unwrap();
     let raft = config.raft.to_openraft();
     assert_eq!(raft.heartbeat_interval, 500);
     assert_eq!((config.raft.election_timeout_min_ms, config.raft.election_timeout_max_ms), (1500, 3000));
@@ -148,6 +156,7 @@ fn the_flags_env_vars_and_defaults_are_the_documented_ones() {
         ("http-addr", "HTTP_ADDR", "0.0.0.0:8080", false),
         ("id", "WORKER_ID", "", false),
         ("in-memory", "GAMERAFT_IN_MEMORY", "", false),
+        ("insecure", "GAMERAFT_INSECURE", "", false),
         ("install-snapshot-timeout-ms", "GAMERAFT_INSTALL_SNAPSHOT_TIMEOUT_MS", "10000", false),
         ("join", "MASTER_URL", "", false),
         ("join-timeout-ms", "GAMERAFT_JOIN_TIMEOUT_MS", "60000", false),
@@ -195,7 +204,7 @@ fn join_url_must_be_http() {
 
 #[test]
 fn each_groups_default_is_its_flags_default() {
-    let parsed = parse(&[]);
+    let parsed = parse_as_given(&[]);
     assert_eq!(parsed.identity, IdentitySettings::default());
     assert_eq!(parsed.storage, StorageSettings::default());
     assert_eq!(parsed.raft, RaftTimings::default());
@@ -203,8 +212,12 @@ fn each_groups_default_is_its_flags_default() {
     assert_eq!(parsed.batching, BatchSettings::default());
     assert_eq!(parsed.exactly_once, ExactlyOnceSettings::default());
     assert_eq!(parsed.faults, FaultInjection::default());
+    assert_eq!(parsed.auth, AuthSettings::default());
     assert_eq!(parsed, NodeConfig::default());
-    assert!(NodeConfig::default().validate().is_ok(), "the defaults are a valid configuration");
+    // The defaults listen on every interface: valid once told to run open.
+    let mut open = NodeConfig::default();
+    open.auth.insecure = true;
+    assert!(open.validate().is_ok(), "the defaults (with --insecure) are a valid configuration");
 }
 
 /// `RaftTimings::validate` states its rules itself, so that each error can
@@ -280,4 +293,22 @@ fn every_count_limit_and_wait_that_must_not_be_0_is_named_when_it_is() {
         assert!(matches!(err, ConfigError::Zero(name) if name == flag), "{flag}: {err:?}");
         assert!(err.to_string().starts_with(flag), "{err}");
     }
+}
+
+#[test]
+fn a_node_reachable_beyond_loopback_needs_tokens_or_insecure() {
+    let open = parse_as_given(&["--http-addr", "10.0.0.5:8080", "--raft-addr", "127.0.0.1:5000"]);
+    let err = open.validate().expect_err("open on 10.0.0.5");
+    assert!(matches!(err, ConfigError::OpenBeyondLoopback { addr } if addr.to_string() == "10.0.0.5:8080"), "{err}");
+    for flag in ["--auth-tokens-file", "--insecure", "127.0.0.1"] {
+        assert!(err.to_string().contains(flag), "{err}");
+    }
+    let raft_open = parse_as_given(&["--http-addr", "127.0.0.1:8080", "--raft-addr", "0.0.0.0:5000"]);
+    assert!(matches!(raft_open.validate(), Err(ConfigError::OpenBeyondLoopback { .. })), "the Raft port counts too");
+    let loopback = ["--http-addr", "127.0.0.1:8080", "--raft-addr", "[::1]:5000"];
+    parse_as_given(&loopback).validate().expect("loopback only: open is fine");
+    parse_as_given(&["--http-addr", "10.0.0.5:8080", "--auth-tokens-file", "/etc/gameraft/tokens"])
+        .validate()
+        .expect("tokens");
+    parse_as_given(&["--http-addr", "10.0.0.5:8080", "--insecure"]).validate().expect("told to run open");
 }

@@ -12,9 +12,11 @@ use tokio::process::Command;
 use crate::harness::wait_for;
 
 /// A base port with it and the next `n - 1` free on 127.0.0.1, for HTTP and
-/// for Raft (the command numbers its nodes' ports from a base).
+/// for Raft (the command numbers its nodes' ports from a base). Below
+/// Linux's ephemeral range (32768 and up), where the other tests' port-0
+/// listeners and outgoing connections take their ports.
 fn free_bases(n: u16) -> (u16, u16) {
-    let start = 20_000 + (std::process::id() % 2_000) as u16 * 10;
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 2 * n;
     let free = |base: u16| (base..base + n).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
     let mut base = start;
     while !(free(base) && free(base + n)) {
