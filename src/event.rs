@@ -229,4 +229,33 @@ mod tests {
             assert!(serde_json::from_str::<GameEvent>(bad).is_err(), "accepted {bad}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// A body as a client may send it, damaged: parsing it as an event
+        /// or reading its tags gives a value or an error, never a panic.
+        #[test]
+        fn damaged_event_bodies_never_panic_a_parser(
+            changes in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                0..8,
+            ),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        ) {
+            let mut body = br#"{"event":{"Critical":{"PlayerJoin":{"player_id":1,"name":"A","timestamp":2}}},"request_id":"r"}"#.to_vec();
+            for (at, value) in changes {
+                let at = at.index(body.len());
+                body[at] = value;
+            }
+            body.truncate(cut.index(body.len() + 1));
+            for bytes in [&body, &noise] {
+                let _ = serde_json::from_slice::<GameEvent>(bytes);
+                let _ = serde_json::from_slice::<crate::api::PostEventRequest>(bytes);
+                let _ = serde_json::from_slice::<serde_json::Value>(bytes);
+                let _ = unknown_event_type(bytes);
+            }
+        }
+    }
 }

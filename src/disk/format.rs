@@ -193,3 +193,63 @@ pub struct SnapshotRecord {
     pub meta: SnapshotMeta,
     pub state: AppliedState,
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Parses `bytes` as every JSON record and file of a data directory.
+    fn parse_as_everything(bytes: &[u8]) {
+        let _ = serde_json::from_slice::<AppliedEntry>(bytes);
+        let _ = serde_json::from_slice::<IdsOfEntry>(bytes).map(|entry| entry.payload.into_events());
+        let _ = serde_json::from_slice::<NodeFile>(bytes);
+        let _ = serde_json::from_slice::<FormatOnly>(bytes);
+        let _ = serde_json::from_slice::<SnapshotRecord>(bytes);
+        let _ = serde_json::from_slice::<AppliedState>(bytes);
+    }
+
+    fn an_applied_entry() -> Vec<u8> {
+        let event = CriticalEvent::ScoreUpdate { player_id: 7, score: -3, timestamp: 9 };
+        let entry = AppliedEntry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(2, 1), 40),
+            first_position: 12,
+            payload: AppliedPayload::Events {
+                at_ms: 1_700_000_000_000,
+                request_id_window_ms: 120_000,
+                events: vec![StoredEvent { request_id: Some("c1-17".into()), fingerprint: Some(5), event }],
+            },
+        };
+        serde_json::to_vec(&entry).expect("serializes")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_bytes_never_panic_a_disk_record_parser(bytes in vec(any::<u8>(), 0..512)) {
+            parse_as_everything(&bytes);
+            let mut records = Vec::new();
+            let _ = super::super::record::scan(&bytes[..], 0, |_, payload| -> Result<(), std::io::Error> {
+                records.push(payload.len());
+                Ok(())
+            });
+        }
+
+        #[test]
+        fn damaged_event_records_never_panic_a_parser(
+            changes in vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut bytes = an_applied_entry();
+            for (at, value) in changes {
+                let at = at.index(bytes.len());
+                bytes[at] = value;
+            }
+            bytes.truncate(cut.index(bytes.len() + 1));
+            parse_as_everything(&bytes);
+        }
+    }
+}

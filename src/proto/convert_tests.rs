@@ -225,3 +225,59 @@ fn missing_required_fields_are_errors_not_panics() {
     assert_eq!(converted.unwrap_err(), ConvertError::UnknownEnumValue { field: "raft_failure.kind", value: 42 });
     assert_eq!(tonic::Status::from(ConvertError::Missing("x")).code(), tonic::Code::InvalidArgument);
 }
+
+/// Decodes `bytes` as every message a peer sends or the Raft log stores,
+/// and converts whatever decodes: each gives a value or an error, never a
+/// panic.
+fn decode_as_everything(bytes: &[u8]) {
+    if let Ok(message) = pb::Entry::decode(bytes) {
+        let _ = Entry::try_from(message);
+    }
+    let _ = crate::disk::format::decode_log_entry(bytes);
+    if let Ok(message) = pb::AppendEntriesRequest::decode(bytes) {
+        let _ = AppendEntriesRequest::<TypeConfig>::try_from(message);
+    }
+    if let Ok(message) = pb::AppendEntriesReply::decode(bytes) {
+        let _: Result<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>, _> = message.try_into();
+    }
+    if let Ok(message) = pb::VoteRequest::decode(bytes) {
+        let _ = VoteRequest::<NodeId>::try_from(message);
+    }
+    if let Ok(message) = pb::VoteReply::decode(bytes) {
+        let _: Result<Result<VoteResponse<NodeId>, RaftError<NodeId>>, _> = message.try_into();
+    }
+    if let Ok(message) = pb::InstallSnapshotRequest::decode(bytes) {
+        let _ = InstallSnapshotRequest::<TypeConfig>::try_from(message);
+    }
+    if let Ok(message) = pb::InstallSnapshotReply::decode(bytes) {
+        let _ = InstallSnapshotResult::try_from(message);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic_a_peer_or_log_decoder(bytes in vec(any::<u8>(), 0..512)) {
+        decode_as_everything(&bytes);
+    }
+
+    /// A valid entry with bytes changed and its end cut: what a damaged
+    /// record or a hostile peer sends looks like this more than like noise.
+    #[test]
+    fn damaged_entries_never_panic_a_peer_or_log_decoder(
+        entry in entry(),
+        changes in vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut bytes = pb::Entry::from(entry).encode_to_vec();
+        if !bytes.is_empty() {
+            for (at, value) in changes {
+                let at = at.index(bytes.len());
+                bytes[at] = value;
+            }
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        decode_as_everything(&bytes);
+    }
+}
