@@ -167,7 +167,7 @@ async fn record_ephemeral(state: &AppState, event: EphemeralEvent) -> Result<Res
 
 pub async fn get_events(State(state): State<AppState>, ApiQuery(query): ApiQuery<EventsQuery>) -> Response {
     if query.from.is_none() && query.limit.is_none() {
-        return stream_all_events(state.events.clone());
+        return stream_all_events(state.events.clone(), state.settings.api.stalled_reader_timeout());
     }
     let from = query.from.unwrap_or(0);
     let limit = query.limit.unwrap_or(MAX_PAGE_LIMIT).min(MAX_PAGE_LIMIT);
@@ -195,43 +195,60 @@ const STREAM_CHUNK_EVENTS: u64 = 2;
 /// with memory bounded by the chunk size whatever the event count. A read
 /// error after the status was sent aborts the body (the client sees a cut,
 /// invalid JSON, never a wrong list).
-fn stream_all_events(log: crate::state_machine::EventList) -> Response {
+fn stream_all_events(log: crate::state_machine::EventList, stall: std::time::Duration) -> Response {
     let total = log.len();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
+    // An async task, not a blocking one: a reader that stops reading holds
+    // no thread (the Raft log's I/O needs the blocking pool), and is cut off
+    // after `stall`. Each chunk is read on the blocking pool, briefly.
+    tokio::spawn(async move {
         let mut from = 0;
         let mut chunk = b"{\"events\":[".to_vec();
-        while from < total {
-            let read = match log.range(from, STREAM_CHUNK_EVENTS.min(total - from)) {
-                Ok(events) if events.is_empty() => {
-                    Err(std::io::Error::other(format!("event {from} of {total} is missing")))
+        loop {
+            if from < total {
+                let (reader, count) = (log.clone(), STREAM_CHUNK_EVENTS.min(total - from));
+                let read = tokio::task::spawn_blocking(move || reader.range(from, count))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|read| read);
+                let events = match read {
+                    Ok(events) if events.is_empty() => {
+                        Err(std::io::Error::other(format!("event {from} of {total} is missing")))
+                    }
+                    other => other,
+                };
+                let events = match events {
+                    Ok(events) => events,
+                    Err(err) => {
+                        tracing::error!(%err, from, "GET /events: read failed; aborting the response");
+                        let _ = tx.send(Err(err)).await;
+                        return;
+                    }
+                };
+                for event in events {
+                    if from > 0 {
+                        chunk.push(b',');
+                    }
+                    if let Err(err) = serde_json::to_writer(&mut chunk, &GameEvent::Critical(event.event)) {
+                        let _ = tx.send(Err(std::io::Error::other(err))).await;
+                        return;
+                    }
+                    from += 1;
                 }
-                other => other,
-            };
-            let events = match read {
-                Ok(events) => events,
-                Err(err) => {
-                    tracing::error!(%err, from, "GET /events: read failed; aborting the response");
-                    let _ = tx.blocking_send(Err(err));
-                    return;
-                }
-            };
-            for event in events {
-                if from > 0 {
-                    chunk.push(b',');
-                }
-                if let Err(err) = serde_json::to_writer(&mut chunk, &GameEvent::Critical(event.event)) {
-                    let _ = tx.blocking_send(Err(std::io::Error::other(err)));
-                    return;
-                }
-                from += 1;
             }
-            if tx.blocking_send(Ok(std::mem::take(&mut chunk).into())).is_err() {
-                return; // the client went away
+            let last = from >= total;
+            if last {
+                chunk.extend_from_slice(format!("],\"count\":{total}}}").as_bytes());
+            }
+            match tokio::time::timeout(stall, tx.send(Ok(std::mem::take(&mut chunk).into()))).await {
+                Ok(Ok(())) if !last => {}
+                Ok(_) => return, // done, or the client went away
+                Err(_) => {
+                    tracing::info!(from, total, "GET /events: the reader stopped reading; cutting it off");
+                    return;
+                }
             }
         }
-        chunk.extend_from_slice(format!("],\"count\":{total}}}").as_bytes());
-        let _ = tx.blocking_send(Ok(chunk.into()));
     });
     let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()

@@ -24,20 +24,16 @@ struct Args {
 /// A bootstrapped one-node cluster on free ports with its data in a
 /// temporary directory, its router, and the directory (removed on drop).
 async fn single_node() -> (RunningNode, Router, tempfile::TempDir) {
+    single_node_with(&[]).await
+}
+
+/// [`single_node`] with `extra` flags.
+async fn single_node_with(extra: &[&str]) -> (RunningNode, Router, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("temp dir");
     let data_dir = data.path().to_str().expect("utf-8 temp path");
-    let args = Args::parse_from([
-        "serve",
-        "--id",
-        "1",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--raft-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir,
-        "--bootstrap",
-    ]);
+    let base =
+        ["serve", "--id", "1", "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--data-dir", data_dir];
+    let args = Args::parse_from(base.iter().chain(["--bootstrap"].iter()).chain(extra.iter()));
     let node = RunningNode::start(args.node).await.expect("node starts");
     node.state.raft.wait(Some(Duration::from_secs(10))).current_leader(1, "node 1 leads").await.expect("leader");
     let app = router(node.state.clone());
@@ -467,3 +463,4 @@ async fn the_log_lists_events_with_position_log_index_and_request_id() {
 
 mod auth;
 mod batching;
+mod hostile;

@@ -19,6 +19,7 @@ mod defaults {
     pub const JOIN_TIMEOUT_MS: u64 = 60_000;
     pub const MAX_BODY_BYTES: usize = 64 * 1024;
     pub const RECENT_ACTIONS: usize = 1024;
+    pub const STALLED_READER_TIMEOUT_MS: u64 = 30_000;
 }
 
 /// How the HTTP API waits, forwards and bounds requests.
@@ -46,6 +47,11 @@ pub struct ApiSettings {
     /// How many recent PlayerAction events the leader keeps in memory.
     #[arg(long, env = "GAMERAFT_RECENT_ACTIONS", default_value_t = defaults::RECENT_ACTIONS)]
     pub recent_actions: usize,
+
+    /// How long a streamed `GET /events` waits for a reader that stopped
+    /// reading before it cuts the response off.
+    #[arg(long, env = "GAMERAFT_STALLED_READER_TIMEOUT_MS", default_value_t = defaults::STALLED_READER_TIMEOUT_MS)]
+    pub stalled_reader_timeout_ms: u64,
 }
 
 impl Default for ApiSettings {
@@ -56,6 +62,7 @@ impl Default for ApiSettings {
             join_timeout_ms: defaults::JOIN_TIMEOUT_MS,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             recent_actions: defaults::RECENT_ACTIONS,
+            stalled_reader_timeout_ms: defaults::STALLED_READER_TIMEOUT_MS,
         }
     }
 }
@@ -68,6 +75,7 @@ impl ApiSettings {
             ("--write-timeout-ms", self.write_timeout_ms),
             ("--join-timeout-ms", self.join_timeout_ms),
             ("--max-body-bytes", self.max_body_bytes as u64),
+            ("--stalled-reader-timeout-ms", self.stalled_reader_timeout_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -78,6 +86,9 @@ impl ApiSettings {
 
     pub fn leader_wait(&self) -> Duration {
         Duration::from_millis(self.leader_wait_ms)
+    }
+    pub fn stalled_reader_timeout(&self) -> Duration {
+        Duration::from_millis(self.stalled_reader_timeout_ms)
     }
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)

@@ -170,6 +170,7 @@ fn the_flags_env_vars_and_defaults_are_the_documented_ones() {
         ("recent-actions", "GAMERAFT_RECENT_ACTIONS", "1024", false),
         ("request-id-window-secs", "GAMERAFT_REQUEST_ID_WINDOW_SECS", "120", false),
         ("snapshot-after-logs", "GAMERAFT_SNAPSHOT_AFTER_LOGS", "5000", false),
+        ("stalled-reader-timeout-ms", "GAMERAFT_STALLED_READER_TIMEOUT_MS", "30000", false),
         ("write-batch-max-bytes", "GAMERAFT_WRITE_BATCH_MAX_BYTES", "131072", false),
         ("write-batch-max-events", "GAMERAFT_WRITE_BATCH_MAX_EVENTS", "256", false),
         ("write-batches-in-flight", "GAMERAFT_WRITE_BATCHES_IN_FLIGHT", "2", false),

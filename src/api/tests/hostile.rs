@@ -1,0 +1,62 @@
+//! Clients that hold what they can: the node keeps committing.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+
+use super::{join_event, post_json, single_node};
+
+/// More `GET /events` readers that never read than the runtime has
+/// blocking threads (512): a write still commits, which needs the Raft
+/// log's fsync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_hundred_readers_that_never_read_do_not_stall_a_write() {
+    let (node, app, _data) = single_node().await;
+    // Enough events for many chunks: a stream whose reader stops fills its
+    // buffer and waits.
+    for player in 0..40 {
+        assert_eq!(post_json(&app, "/events", join_event(player)).await.0, StatusCode::OK);
+    }
+    let mut held = Vec::new();
+    for _ in 0..600 {
+        let request = Request::builder().method("GET").uri("/events").body(Body::empty()).expect("request");
+        let response = app.clone().oneshot(request).await.expect("answered");
+        assert_eq!(response.status(), StatusCode::OK);
+        held.push(response); // its body is never read
+    }
+    let write = tokio::time::timeout(Duration::from_secs(8), post_json(&app, "/events", join_event(999))).await;
+    assert!(matches!(write, Ok((StatusCode::OK, _))), "the write did not commit within 8 s: {write:?}");
+    drop(held);
+    node.shutdown().await;
+}
+
+/// A streamed `GET /events` whose reader stops is cut off after
+/// `--stalled-reader-timeout-ms`: what it had buffered arrives, then the
+/// body ends, short of the whole list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_is_cut_off_after_the_stall_timeout() {
+    use http_body_util::BodyExt;
+
+    let (node, app, _data) = super::single_node_with(&["--stalled-reader-timeout-ms", "200"]).await;
+    for player in 0..40 {
+        assert_eq!(post_json(&app, "/events", join_event(player)).await.0, StatusCode::OK);
+    }
+    let full = super::call_raw(&app, "GET", "/events", None, b"").await.1;
+    assert!(serde_json::from_slice::<serde_json::Value>(&full).is_ok_and(|v| v["count"] == 40), "read at once: all");
+
+    let request = Request::builder().method("GET").uri("/events").body(Body::empty()).expect("request");
+    let stalled = app.clone().oneshot(request).await.expect("answered");
+    // The reader stalls for well past the timeout: the stall is the input
+    // under test, not a wait for something to happen.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cut = tokio::time::timeout(Duration::from_secs(5), stalled.into_body().collect())
+        .await
+        .expect("the body ends instead of waiting")
+        .expect("the chunks it had")
+        .to_bytes();
+    assert!(cut.len() < full.len(), "a stalled reader got the whole list: {} bytes", cut.len());
+    assert!(cut.starts_with(b"{\"events\":["), "{:?}", String::from_utf8_lossy(&cut));
+    node.shutdown().await;
+}
