@@ -6,6 +6,8 @@
 //!   segments and the state machine's event file.
 //! - [`ByteFile`], [`atomic_write`], [`read_json`], [`sync_dir`]: the file
 //!   primitives both stores are built from.
+//! - [`io_threads`]: the threads the durable writes run on, apart from the
+//!   blocking pool that request handlers share.
 //!
 //! Nothing here knows Raft: the Raft log store is [`crate::raft_log`], the
 //! applied events are [`crate::state_machine`].
@@ -13,6 +15,7 @@
 mod data_dir;
 mod file;
 pub mod format;
+pub mod io_threads;
 pub mod record;
 
 pub use data_dir::{DataDir, DataDirError};

@@ -44,7 +44,7 @@ use tokio::sync::Mutex;
 
 use super::watermark::PurgeLimit;
 use crate::disk::format::{decode_log_entry, encode_log_entry, PURGED_FILE, SEGMENT_EXT, VOTE_FILE};
-use crate::disk::{atomic_write, read_json, record, sync_dir, ByteFile, DataDirError};
+use crate::disk::{atomic_write, io_threads, read_json, record, sync_dir, ByteFile, DataDirError};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// A new segment is started once the active one passes this size.
@@ -327,7 +327,7 @@ impl RaftLogStorage<TypeConfig> for FileLogStore {
         let bytes = serde_json::to_vec(vote)
             .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, io::Error::other(e)))?;
         let path = files.dir.join(VOTE_FILE);
-        let written = tokio::task::spawn_blocking(move || atomic_write(&path, &bytes)).await.map_err(io::Error::other);
+        let written = io_threads::run(move || atomic_write(&path, &bytes)).await;
         match written.and_then(|result| result) {
             Ok(()) => {
                 files.vote = Some(*vote);
@@ -371,12 +371,11 @@ impl RaftLogStorage<TypeConfig> for FileLogStore {
                 return Err(files.fail(ErrorSubject::Logs, ErrorVerb::Write, io::Error::other(err)));
             }
         }
-        let written = tokio::task::spawn_blocking(move || {
+        let written = io_threads::run(move || {
             file.append(&buf)?;
             file.sync()
         })
-        .await
-        .map_err(io::Error::other);
+        .await;
         match written.and_then(|result| result) {
             Ok(()) => {
                 files.entries.extend(positions);

@@ -336,9 +336,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             (live.generation.clone(), live.state.clone())
         };
         let sync_gen = generation.clone();
-        tokio::task::spawn_blocking(move || sync_gen.sync())
+        crate::disk::io_threads::run(move || sync_gen.sync())
             .await
-            .map_err(io::Error::other)
             .and_then(|r| r)
             .map_err(|e| snapshot_error(ErrorVerb::Write, None, e))?;
         let snapshot_id = match state.last_applied {

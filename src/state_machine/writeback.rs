@@ -43,12 +43,13 @@ impl Writeback {
         self.synced_from = dat_len;
         let generation = generation.clone();
         let running = self.running.clone();
-        tokio::task::spawn_blocking(move || {
+        tokio::spawn(async move {
             // Only a hint: nothing waits for it and durability does not
             // depend on it (see the module comment); a disk that fails here
             // fails the next log append or snapshot too, and that stops the
             // node.
-            if let Err(err) = generation.sync() {
+            let synced = crate::disk::io_threads::run(move || generation.sync()).await.and_then(|r| r);
+            if let Err(err) = synced {
                 tracing::warn!(%err, "background sync of the event files failed");
             }
             running.store(false, Ordering::Release);

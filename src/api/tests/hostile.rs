@@ -60,3 +60,31 @@ async fn a_reader_that_stops_reading_is_cut_off_after_the_stall_timeout() {
     assert!(cut.starts_with(b"{\"events\":["), "{:?}", String::from_utf8_lossy(&cut));
     node.shutdown().await;
 }
+
+/// Every thread of the runtime's blocking pool busy (as many clients'
+/// reads could make it): a write still commits, its log append and fsync
+/// running on the node's own I/O threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_commits_while_every_blocking_thread_is_busy() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let (node, app, _data) = single_node().await;
+    let released = Arc::new(AtomicBool::new(false));
+    let mut busy = Vec::new();
+    for _ in 0..600 {
+        let released = released.clone();
+        busy.push(tokio::task::spawn_blocking(move || {
+            while !released.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }));
+    }
+    let write = tokio::time::timeout(Duration::from_secs(8), post_json(&app, "/events", join_event(7))).await;
+    released.store(true, Ordering::Release);
+    for task in busy {
+        task.await.expect("busy task");
+    }
+    assert!(matches!(write, Ok((StatusCode::OK, _))), "the write did not commit within 8 s: {write:?}");
+    node.shutdown().await;
+}
