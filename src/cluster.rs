@@ -143,20 +143,54 @@ pub async fn run(config: ClusterConfig) -> Result<(), ClusterError> {
     let exe = std::env::current_exe().map_err(ClusterError::Executable)?;
     std::fs::create_dir_all(&config.dir).map_err(|source| ClusterError::Dir { path: config.dir.clone(), source })?;
 
+    // Listening from the start: a SIGTERM or Ctrl-C at any moment stops
+    // the nodes, instead of killing this process and leaving them running.
+    let mut stop = StopSignals::listen()?;
     let mut pids = Vec::new();
     let mut exits = JoinSet::new();
-    let outcome = match start_nodes(&config, &exe, &mut pids, &mut exits).await {
-        Err(err) => Err(err),
-        Ok(()) => tokio::select! {
-            formed = wait_until_formed(&config) => match formed {
-                Ok(()) => wait_for_stop(&mut exits).await,
-                Err(err) => Err(err),
-            },
-            Some(Ok((id, status))) = exits.join_next() => Err(node_exited(id, status)),
-        },
+    let outcome = tokio::select! {
+        outcome = start_and_run(&config, &exe, &mut pids, &mut exits) => outcome,
+        () = stop.received() => Ok(()),
     };
     stop_all(&pids, &mut exits).await;
     outcome
+}
+
+async fn start_and_run(
+    config: &ClusterConfig,
+    exe: &Path,
+    pids: &mut Vec<Pid>,
+    exits: &mut Exits,
+) -> Result<(), ClusterError> {
+    start_nodes(config, exe, pids, exits).await?;
+    tokio::select! {
+        formed = wait_until_formed(config) => formed?,
+        Some(Ok((id, status))) = exits.join_next() => return Err(node_exited(id, status)),
+    }
+    report_exits(exits).await
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), listened for from the command's start.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> Result<Self, ClusterError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).map_err(ClusterError::Signal)?,
+            interrupt: signal(SignalKind::interrupt()).map_err(ClusterError::Signal)?,
+        })
+    }
+
+    async fn received(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
 
 /// Starts node 1 (`--bootstrap`), then the others (`--join` node 1), each
@@ -241,18 +275,15 @@ async fn agreed_leader(clients: &[Client], expected_voters: u16) -> Option<u64> 
     leader
 }
 
-/// Runs until Ctrl-C or SIGTERM. A node that dies (say, killed to watch a
-/// failover) is reported and the others keep running.
-async fn wait_for_stop(exits: &mut Exits) -> Result<(), ClusterError> {
-    let mut sigterm =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(ClusterError::Signal)?;
+/// Reports each node that dies (say, killed to watch a failover) while the
+/// others keep running, until the command is told to stop (see
+/// [`StopSignals`]).
+async fn report_exits(exits: &mut Exits) -> Result<(), ClusterError> {
     loop {
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => return result.map_err(ClusterError::Signal),
-            _ = sigterm.recv() => return Ok(()),
-            Some(Ok((id, status))) = exits.join_next() => {
-                say!("{}; the other nodes keep running", node_exited(id, status));
-            }
+        match exits.join_next().await {
+            Some(Ok((id, status))) => say!("{}; the other nodes keep running", node_exited(id, status)),
+            Some(Err(_)) => {}
+            None => std::future::pending().await,
         }
     }
 }

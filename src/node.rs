@@ -23,7 +23,7 @@
 //! unless `--in-memory`, where a restarted node is a new, empty node that
 //! must join again (the leader then replaces its old membership).
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,12 +221,12 @@ impl RunningNode {
                 .serve_with_incoming_shutdown(raft_incoming, stop_grpc.clone().cancelled_owned()),
         );
         let stop_http = CancellationToken::new();
-        let http_task = tokio::spawn(
-            axum::serve(http_listener, api::router(state.clone()))
-                .tcp_nodelay(true)
-                .with_graceful_shutdown(stop_http.clone().cancelled_owned())
-                .into_future(),
-        );
+        let limits = api::http_server::ConnectionLimits {
+            max_connections: config.api.max_connections,
+            header_read_timeout: config.api.read_timeout(),
+        };
+        let http_task =
+            tokio::spawn(api::http_server::serve(http_listener, api::router(state.clone()), limits, stop_http.clone()));
         match &data_dir {
             Some(dir) => tracing::info!(node_id, %addr, data_dir = %dir.path().display(), "listening"),
             None => tracing::info!(node_id, %addr, "listening; in memory only: nothing survives this process"),

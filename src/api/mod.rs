@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod extract;
 mod forward;
+pub mod http_server;
 mod positions;
 mod request_id;
 mod status;
@@ -62,6 +63,7 @@ pub struct AppState {
 /// The node's HTTP routes.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.api.max_body_bytes;
+    let read_timeout = state.settings.api.read_timeout();
     Router::new()
         .route("/events", post(events::post_event).get(events::get_events))
         .route("/log", get(positions::get_positioned_events))
@@ -74,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize::authorize))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(read_timeout))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

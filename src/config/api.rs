@@ -20,6 +20,8 @@ mod defaults {
     pub const MAX_BODY_BYTES: usize = 64 * 1024;
     pub const RECENT_ACTIONS: usize = 1024;
     pub const STALLED_READER_TIMEOUT_MS: u64 = 30_000;
+    pub const MAX_CONNECTIONS: usize = 1024;
+    pub const READ_TIMEOUT_MS: u64 = 10_000;
 }
 
 /// How the HTTP API waits, forwards and bounds requests.
@@ -52,6 +54,16 @@ pub struct ApiSettings {
     /// reading before it cuts the response off.
     #[arg(long, env = "GAMERAFT_STALLED_READER_TIMEOUT_MS", default_value_t = defaults::STALLED_READER_TIMEOUT_MS)]
     pub stalled_reader_timeout_ms: u64,
+
+    /// Most HTTP connections open at once; more wait, unaccepted, in the
+    /// kernel's queue (they take no file descriptor of this process).
+    #[arg(long, env = "GAMERAFT_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// A client must send each request's headers, and its body, within this;
+    /// a connection idle for this long between requests is closed.
+    #[arg(long, env = "GAMERAFT_READ_TIMEOUT_MS", default_value_t = defaults::READ_TIMEOUT_MS)]
+    pub read_timeout_ms: u64,
 }
 
 impl Default for ApiSettings {
@@ -63,6 +75,8 @@ impl Default for ApiSettings {
             max_body_bytes: defaults::MAX_BODY_BYTES,
             recent_actions: defaults::RECENT_ACTIONS,
             stalled_reader_timeout_ms: defaults::STALLED_READER_TIMEOUT_MS,
+            max_connections: defaults::MAX_CONNECTIONS,
+            read_timeout_ms: defaults::READ_TIMEOUT_MS,
         }
     }
 }
@@ -76,6 +90,8 @@ impl ApiSettings {
             ("--join-timeout-ms", self.join_timeout_ms),
             ("--max-body-bytes", self.max_body_bytes as u64),
             ("--stalled-reader-timeout-ms", self.stalled_reader_timeout_ms),
+            ("--max-connections", self.max_connections as u64),
+            ("--read-timeout-ms", self.read_timeout_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -86,6 +102,9 @@ impl ApiSettings {
 
     pub fn leader_wait(&self) -> Duration {
         Duration::from_millis(self.leader_wait_ms)
+    }
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_timeout_ms)
     }
     pub fn stalled_reader_timeout(&self) -> Duration {
         Duration::from_millis(self.stalled_reader_timeout_ms)

@@ -88,3 +88,30 @@ async fn a_write_commits_while_every_blocking_thread_is_busy() {
     assert!(matches!(write, Ok((StatusCode::OK, _))), "the write did not commit within 8 s: {write:?}");
     node.shutdown().await;
 }
+
+/// Connections that never send a byte, past `--max-connections`: each is
+/// closed after `--read-timeout-ms`, so the ones waiting behind them, and
+/// a real client's, get their turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_after_the_read_timeout_and_a_client_behind_them_is_served() {
+    use tokio::io::AsyncReadExt;
+
+    let (node, _app, _data) = super::single_node_with(&["--max-connections", "8", "--read-timeout-ms", "300"]).await;
+    let addr = node.http_addr;
+    let mut silent = Vec::new();
+    for _ in 0..40 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    let client = reqwest::Client::new();
+    let answer = tokio::time::timeout(Duration::from_secs(30), client.get(format!("http://{addr}/health")).send())
+        .await
+        .expect("served within 30 s")
+        .expect("answered");
+    assert_eq!(answer.status(), 200);
+    for (n, stream) in silent.iter_mut().enumerate() {
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut byte)).await;
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "silent connection {n} is still open: {closed:?}");
+    }
+    node.shutdown().await;
+}
