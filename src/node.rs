@@ -96,6 +96,13 @@ pub enum NodeError {
     DataDir(#[from] DataDirError),
     #[error(transparent)]
     Tokens(#[from] TokenFileError),
+    #[error("cannot read or raise the open-file limit: {0}")]
+    OpenFileLimit(#[source] std::io::Error),
+    #[error(
+        "the open-file limit is {limit}, but --max-connections and the node's own files need {needed}: \
+         lower --max-connections or raise the hard limit (ulimit -Hn)"
+    )]
+    TooFewOpenFiles { limit: u64, needed: u64 },
 }
 
 /// A started node. Drop it, or call [`RunningNode::run_until`], to stop it.
@@ -118,6 +125,12 @@ impl RunningNode {
     /// joining. Returns once the node is listening.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         config.validate()?;
+        // Connections must never take the descriptors the log needs.
+        let open_files = crate::disk::open_files::raise_limit().map_err(NodeError::OpenFileLimit)?;
+        let needed = (config.api.max_connections as u64).saturating_add(crate::disk::open_files::RESERVED);
+        if needed > open_files {
+            return Err(NodeError::TooFewOpenFiles { limit: open_files, needed });
+        }
         // A tokens file that cannot be read stops the start, before anything
         // is created: a node must not come up open by mistake.
         let tokens = Arc::new(match &config.auth.auth_tokens_file {

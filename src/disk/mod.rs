@@ -7,7 +7,8 @@
 //! - [`ByteFile`], [`atomic_write`], [`read_json`], [`sync_dir`]: the file
 //!   primitives both stores are built from.
 //! - [`io_threads`]: the threads the durable writes run on, apart from the
-//!   blocking pool that request handlers share.
+//!   blocking pool that request handlers share; [`open_files`]: the
+//!   open-file limit, raised at start.
 //!
 //! Nothing here knows Raft: the Raft log store is [`crate::raft_log`], the
 //! applied events are [`crate::state_machine`].
@@ -16,6 +17,7 @@ mod data_dir;
 mod file;
 pub mod format;
 pub mod io_threads;
+pub mod open_files;
 pub mod record;
 
 pub use data_dir::{DataDir, DataDirError};
