@@ -38,7 +38,7 @@ pub struct ConnectionLimits {
 }
 
 /// Serves `app` on `listener` until `stop`, then lets open requests finish
-/// (at most [`DRAIN_LIMIT`]).
+/// (at most 10 s).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
