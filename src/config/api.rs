@@ -21,6 +21,7 @@ mod defaults {
     pub const RECENT_ACTIONS: usize = 1024;
     pub const STALLED_READER_TIMEOUT_MS: u64 = 30_000;
     pub const MAX_CONNECTIONS: usize = 1024;
+    pub const MAX_PLAYERS: usize = 100_000;
     pub const READ_TIMEOUT_MS: u64 = 10_000;
 }
 
@@ -50,6 +51,11 @@ pub struct ApiSettings {
     #[arg(long, env = "GAMERAFT_RECENT_ACTIONS", default_value_t = defaults::RECENT_ACTIONS)]
     pub recent_actions: usize,
 
+    /// Most players whose latest position the leader keeps; past it, the
+    /// player that moved longest ago is forgotten.
+    #[arg(long, env = "GAMERAFT_MAX_PLAYERS", default_value_t = defaults::MAX_PLAYERS)]
+    pub max_players: usize,
+
     /// How long a streamed `GET /events` waits for a reader that stopped
     /// reading before it cuts the response off.
     #[arg(long, env = "GAMERAFT_STALLED_READER_TIMEOUT_MS", default_value_t = defaults::STALLED_READER_TIMEOUT_MS)]
@@ -74,6 +80,7 @@ impl Default for ApiSettings {
             join_timeout_ms: defaults::JOIN_TIMEOUT_MS,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             recent_actions: defaults::RECENT_ACTIONS,
+            max_players: defaults::MAX_PLAYERS,
             stalled_reader_timeout_ms: defaults::STALLED_READER_TIMEOUT_MS,
             max_connections: defaults::MAX_CONNECTIONS,
             read_timeout_ms: defaults::READ_TIMEOUT_MS,

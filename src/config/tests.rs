@@ -167,6 +167,7 @@ fn the_flags_env_vars_and_defaults_are_the_documented_ones() {
         ("max-body-bytes", "GAMERAFT_MAX_BODY_BYTES", "65536", false),
         ("max-connections", "GAMERAFT_MAX_CONNECTIONS", "1024", false),
         ("max-payload-entries", "GAMERAFT_MAX_PAYLOAD_ENTRIES", "300", false),
+        ("max-players", "GAMERAFT_MAX_PLAYERS", "100000", false),
         ("raft-addr", "RAFT_ADDR", "0.0.0.0:5000", false),
         ("read-timeout-ms", "GAMERAFT_READ_TIMEOUT_MS", "10000", false),
         ("recent-actions", "GAMERAFT_RECENT_ACTIONS", "1024", false),
