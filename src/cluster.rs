@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::launcher::{self, LaunchError, ServeCommand};
+use crate::stop_signals::StopSignals;
 
 /// Prints a line for whoever watches the command. Its output is for people
 /// only: once nobody reads it (a closed terminal, `| head`), lines are
@@ -145,12 +146,12 @@ pub async fn run(config: ClusterConfig) -> Result<(), ClusterError> {
 
     // Listening from the start: a SIGTERM or Ctrl-C at any moment stops
     // the nodes, instead of killing this process and leaving them running.
-    let mut stop = StopSignals::listen()?;
+    let mut stop = StopSignals::listen().map_err(ClusterError::Signal)?;
     let mut pids = Vec::new();
     let mut exits = JoinSet::new();
     let outcome = tokio::select! {
         outcome = start_and_run(&config, &exe, &mut pids, &mut exits) => outcome,
-        () = stop.received() => Ok(()),
+        _ = stop.received() => Ok(()),
     };
     stop_all(&pids, &mut exits).await;
     outcome
@@ -168,29 +169,6 @@ async fn start_and_run(
         Some(Ok((id, status))) = exits.join_next() => return Err(node_exited(id, status)),
     }
     report_exits(exits).await
-}
-
-/// SIGTERM and SIGINT (Ctrl-C), listened for from the command's start.
-struct StopSignals {
-    terminate: tokio::signal::unix::Signal,
-    interrupt: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    fn listen() -> Result<Self, ClusterError> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self {
-            terminate: signal(SignalKind::terminate()).map_err(ClusterError::Signal)?,
-            interrupt: signal(SignalKind::interrupt()).map_err(ClusterError::Signal)?,
-        })
-    }
-
-    async fn received(&mut self) {
-        tokio::select! {
-            _ = self.terminate.recv() => {}
-            _ = self.interrupt.recv() => {}
-        }
-    }
 }
 
 /// Starts node 1 (`--bootstrap`), then the others (`--join` node 1), each

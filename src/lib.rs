@@ -44,7 +44,8 @@
 //! - [`identity`]: the cluster id and node incarnation every peer RPC carries and is checked
 //!   against, so a wiped node cannot vote as the member it was.
 //! - [`ephemeral`]: the leader's in-memory state for ephemeral events.
-//! - [`config`]: every flag, its default and validation; [`cluster`]: `gameraft cluster`.
+//! - [`config`]: every flag, its default and validation; [`cluster`]: `gameraft cluster`;
+//!   [`stop_signals`]: the signals that stop `serve` and `cluster`, listened for from the start.
 //! - [`client`]: a typed HTTP client for one node.
 
 pub mod api;
@@ -67,4 +68,5 @@ pub mod proto;
 pub mod raft_log;
 pub mod registry;
 pub mod state_machine;
+pub mod stop_signals;
 pub mod types;

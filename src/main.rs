@@ -8,6 +8,7 @@ use gameraft::cluster::{self, ClusterConfig};
 use gameraft::config::NodeConfig;
 use gameraft::launcher::Listening;
 use gameraft::node::RunningNode;
+use gameraft::stop_signals::StopSignals;
 use tracing_subscriber::EnvFilter;
 
 // glibc's malloc was the largest single item in the leader's profile under
@@ -78,17 +79,16 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: NodeConfig) -> anyhow::Result<()> {
+    // Before anything else: a signal during start-up stops the node once it
+    // has started, gracefully, instead of killing it.
+    let mut stop = StopSignals::listen().context("cannot listen for SIGTERM and SIGINT")?;
     let node = RunningNode::start(config).await.context("node failed to start")?;
     // One line on stdout says where the node is, for scripts, tests and
     // `gameraft::launcher`, which parses it back.
     println!("{}", Listening { node_id: node.node_id(), http_addr: node.http_addr, raft_addr: node.raft_addr });
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
     let shutdown = async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-            _ = sigterm.recv() => tracing::info!("SIGTERM received"),
-        }
+        let signal = stop.received().await;
+        tracing::info!("{signal} received");
     };
     node.run_until(shutdown).await.context("node stopped with an error")
 }

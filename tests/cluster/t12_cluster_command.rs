@@ -1,4 +1,5 @@
-//! `gameraft cluster`, the README's run command, as a process.
+//! The binary's commands as processes: `gameraft cluster` (the README's run
+//! command) and `gameraft serve`, stopped by a signal.
 
 use std::net::TcpListener;
 use std::process::Stdio;
@@ -8,6 +9,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
+
+use gameraft::launcher::ServeCommand;
 
 use crate::harness::wait_for;
 
@@ -77,5 +80,30 @@ async fn a_cluster_whose_output_is_closed_still_stops_its_nodes_and_exits_cleanl
             TcpListener::bind(("127.0.0.1", port)).is_ok().then_some(())
         })
         .await;
+    }
+}
+
+/// A SIGTERM the moment a node says it listens stops it gracefully (exit 0),
+/// as at any later moment: the node listens for the signal before it starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_sigtermed_as_soon_as_it_listens_stops_gracefully() {
+    for _ in 0..5 {
+        let mut node = ServeCommand::new(env!("CARGO_BIN_EXE_gameraft"))
+            .id(1)
+            .http_addr(([127, 0, 0, 1], 0).into())
+            .raft_addr(([127, 0, 0, 1], 0).into())
+            .in_memory()
+            .bootstrap()
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gameraft serve");
+        node.listening(Duration::from_secs(20)).await.expect("listens");
+        let pid = Pid::from_raw(node.pid().expect("running") as i32);
+        kill(pid, Signal::SIGTERM).expect("SIGTERM the node");
+        let status = tokio::time::timeout(Duration::from_secs(30), node.process.wait())
+            .await
+            .expect("the node exits within 30 s of SIGTERM")
+            .expect("wait for the node");
+        assert!(status.success(), "the node exited {status}, not gracefully");
     }
 }
