@@ -27,6 +27,13 @@ async fn single_node() -> (RunningNode, Router, tempfile::TempDir) {
     single_node_with(&[]).await
 }
 
+/// The configuration of a one-node cluster in memory on free ports, with
+/// `extra` flags: for tests of how a node starts, or refuses to.
+fn in_memory_founder(extra: &[&str]) -> NodeConfig {
+    let base = ["serve", "--in-memory", "--id=1", "--http-addr=127.0.0.1:0", "--raft-addr=127.0.0.1:0", "--bootstrap"];
+    Args::parse_from(base.iter().chain(extra)).node
+}
+
 /// [`single_node`] with `extra` flags.
 async fn single_node_with(extra: &[&str]) -> (RunningNode, Router, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("temp dir");

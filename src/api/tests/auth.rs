@@ -2,12 +2,11 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use clap::Parser;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::{join_event, Args};
+use super::{in_memory_founder, join_event};
 use crate::api::router;
 use crate::auth::{hash_hex, new_token, Role};
 use crate::node::RunningNode;
@@ -42,16 +41,8 @@ async fn every_endpoint_answers_401_without_a_known_token_403_below_its_role_and
     let lines: String =
         tokens.iter().map(|(role, token)| format!("{role} {} {role}-client\n", hash_hex(token))).collect();
     std::fs::write(&file, lines).expect("write tokens file");
-    let args = Args::parse_from([
-        "serve",
-        "--in-memory",
-        "--id=1",
-        "--http-addr=127.0.0.1:0",
-        "--raft-addr=127.0.0.1:0",
-        "--bootstrap",
-        &format!("--auth-tokens-file={}", file.display()),
-    ]);
-    let node = RunningNode::start(args.node).await.expect("node starts");
+    let tokens_arg = format!("--auth-tokens-file={}", file.display());
+    let node = RunningNode::start(in_memory_founder(&[&tokens_arg])).await.expect("node starts");
     node.state.raft.wait(Some(std::time::Duration::from_secs(10))).current_leader(1, "leads").await.expect("leader");
     let app = router(node.state.clone());
 
@@ -125,16 +116,8 @@ async fn a_node_with_an_unreadable_or_bad_tokens_file_does_not_start() {
     let bad = dir.path().join("bad-tokens");
     std::fs::write(&bad, "admin not-a-hash ops\n").expect("write tokens file");
     for file in [dir.path().join("missing"), bad] {
-        let args = Args::parse_from([
-            "serve",
-            "--in-memory",
-            "--id=1",
-            "--http-addr=127.0.0.1:0",
-            "--raft-addr=127.0.0.1:0",
-            "--bootstrap",
-            &format!("--auth-tokens-file={}", file.display()),
-        ]);
-        let refused = RunningNode::start(args.node).await.err().expect("the node refuses to start");
+        let tokens_arg = format!("--auth-tokens-file={}", file.display());
+        let refused = RunningNode::start(in_memory_founder(&[&tokens_arg])).await.err().expect("refuses to start");
         assert!(
             matches!(refused, crate::node::NodeError::Tokens(_))
                 && refused.to_string().contains(&*file.to_string_lossy()),

@@ -122,17 +122,8 @@ async fn silent_connections_are_closed_after_the_read_timeout_and_a_client_behin
 async fn a_connection_cap_beyond_the_open_file_limit_is_refused_at_start() {
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).expect("limit");
     let too_many = hard.to_string();
-    let args = <super::Args as clap::Parser>::parse_from([
-        "serve",
-        "--in-memory",
-        "--id=1",
-        "--http-addr=127.0.0.1:0",
-        "--raft-addr=127.0.0.1:0",
-        "--bootstrap",
-        "--max-connections",
-        &too_many,
-    ]);
-    let refused = crate::node::RunningNode::start(args.node).await.err().expect("refused");
+    let config = super::in_memory_founder(&["--max-connections", &too_many]);
+    let refused = crate::node::RunningNode::start(config).await.err().expect("refused");
     assert!(matches!(refused, crate::node::NodeError::TooFewOpenFiles { .. }), "{refused}");
     assert!(refused.to_string().contains("--max-connections"), "{refused}");
 }
