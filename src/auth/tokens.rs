@@ -132,13 +132,19 @@ impl Tokens {
 
 /// The SHA-256 of `token` in hex, as the tokens file stores it.
 pub fn hash_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(token.as_bytes()))
 }
 
 /// A new random token: 256 bits, hex.
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+/// `bytes` in lower-case hex, the form of tokens and of their hashes (read
+/// back by `parse_hash`).
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
