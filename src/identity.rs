@@ -53,13 +53,22 @@ pub enum Refusal {
     OtherIncarnation { node: NodeId, addressed: String, actual: String },
     #[error("node {0} is not a member of any cluster yet: it does not vote")]
     NotAdmitted(NodeId),
+    #[error("the caller's certificate is node {certified}'s, but the RPC speaks for node {claimed}")]
+    Impersonation { certified: NodeId, claimed: NodeId },
+    #[error("the caller presented no node certificate, and this node requires peer TLS")]
+    NoCertificate,
     #[error("cannot record the cluster id: {0}")]
     Record(#[source] DataDirError),
 }
 
 impl Refusal {
     pub fn to_status(&self) -> tonic::Status {
-        tonic::Status::failed_precondition(self.to_string())
+        match self {
+            Refusal::Impersonation { .. } | Refusal::NoCertificate => {
+                tonic::Status::permission_denied(self.to_string())
+            }
+            _ => tonic::Status::failed_precondition(self.to_string()),
+        }
     }
 }
 

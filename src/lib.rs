@@ -69,4 +69,5 @@ pub mod raft_log;
 pub mod registry;
 pub mod state_machine;
 pub mod stop_signals;
+pub mod tls;
 pub mod types;

@@ -1,5 +1,7 @@
 //! The `gameraft` binary: `serve` runs one node, `cluster` runs a local
-//! cluster of them.
+//! cluster of them; `token` and `certs` make their credentials.
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -9,6 +11,8 @@ use gameraft::config::NodeConfig;
 use gameraft::launcher::Listening;
 use gameraft::node::RunningNode;
 use gameraft::stop_signals::StopSignals;
+use gameraft::tls::certs;
+use gameraft::types::NodeId;
 use tracing_subscriber::EnvFilter;
 
 // glibc's malloc was the largest single item in the leader's profile under
@@ -35,6 +39,33 @@ enum Commands {
     /// Client tokens for --auth-tokens-file.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The cluster CA and node certificates for --peer-tls-dir.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Make a new cluster CA in DIR: ca.pem (give it to every node) and
+    /// ca-key.pem (keep it where certificates are issued, nowhere else).
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue node ID a key and a certificate for HOST, signed by the CA in
+    /// DIR: node-ID.pem and node-ID-key.pem. Give the node ca.pem and its
+    /// two files, in its --peer-tls-dir.
+    Node {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node's id (its --id).
+        #[arg(long)]
+        id: NodeId,
+        /// The host its peers reach it at (its advertised host: a DNS name
+        /// or an IP address); they check it on every connection.
+        #[arg(long)]
+        host: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -73,6 +104,16 @@ async fn main() -> anyhow::Result<()> {
             let token = auth::new_token();
             println!("{token}");
             println!("{role} {} {name}", auth::hash_hex(&token));
+            Ok(())
+        }
+        Commands::Certs(CertsCommand::Init { dir }) => {
+            let ca = certs::init_ca(&dir).context("cannot make the cluster CA")?;
+            println!("{}", ca.display());
+            Ok(())
+        }
+        Commands::Certs(CertsCommand::Node { dir, id, host }) => {
+            let cert = certs::issue_node(&dir, id, &host).context("cannot issue the node certificate")?;
+            println!("{}", cert.display());
             Ok(())
         }
     }

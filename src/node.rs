@@ -32,7 +32,6 @@ use openraft::error::{InitializeError, RaftError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
 use crate::api::{self, AppState, Forwarder};
 use crate::auth::{self, TokenFileError, TokenStore};
@@ -48,6 +47,7 @@ use crate::proposer::{BatchLimits, Proposer};
 use crate::raft_log::{FileLogStore, MemLogStore};
 use crate::registry::NodeRegistry;
 use crate::state_machine::GameStateMachine;
+use crate::tls::{PeerTls, TlsError};
 use crate::types::{NodeId, PeerAddr, Raft};
 
 /// Why a node could not start or had to stop.
@@ -78,8 +78,6 @@ pub enum NodeError {
     HttpClient(#[from] reqwest::Error),
     #[error("the cluster at {url} refused to let this node join ({status}): {body}")]
     JoinRefused { url: String, status: u16, body: String },
-    #[error("cannot serve gRPC: {0}")]
-    GrpcListener(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the HTTP server stopped: {0}")]
     HttpServer(#[source] std::io::Error),
     #[error("the gRPC server stopped: {0}")]
@@ -99,11 +97,18 @@ pub enum NodeError {
     #[error("cannot read or raise the open-file limit: {0}")]
     OpenFileLimit(#[source] std::io::Error),
     #[error(
-        "the open-file limit is {limit}, but --max-connections and the node's own files need {needed}: \
-         lower --max-connections or raise the hard limit (ulimit -Hn)"
+        "the open-file limit is {limit}, but --max-connections, --max-peer-connections and the node's own \
+         files need {needed}: lower them or raise the hard limit (ulimit -Hn)"
     )]
     TooFewOpenFiles { limit: u64, needed: u64 },
+    #[error("peer TLS (--peer-tls-dir): {0}")]
+    PeerTls(#[from] TlsError),
 }
+
+/// HTTP/2 pings on the Raft port's connections: a connection whose peer
+/// does not answer within the timeout is closed.
+const PEER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A started node. Drop it, or call [`RunningNode::run_until`], to stop it.
 pub struct RunningNode {
@@ -127,7 +132,9 @@ impl RunningNode {
         config.validate()?;
         // Connections must never take the descriptors the log needs.
         let open_files = crate::disk::open_files::raise_limit().map_err(NodeError::OpenFileLimit)?;
-        let needed = (config.api.max_connections as u64).saturating_add(crate::disk::open_files::RESERVED);
+        let needed = (config.api.max_connections as u64)
+            .saturating_add(config.raft.max_peer_connections as u64)
+            .saturating_add(crate::disk::open_files::RESERVED);
         if needed > open_files {
             return Err(NodeError::TooFewOpenFiles { limit: open_files, needed });
         }
@@ -169,8 +176,17 @@ impl RunningNode {
             incarnation: identity.incarnation().to_string(),
         };
 
-        let mut network =
-            PeerNetwork::new(identity.clone(), Duration::from_millis(raft_config.heartbeat_interval.max(500)));
+        // Before anything is bound: a missing or wrong certificate stops the
+        // start with the command that makes the right one.
+        let peer_tls = match &config.auth.peer_tls_dir {
+            Some(dir) => Some(PeerTls::load(dir, node_id)?),
+            None => None,
+        };
+        let mut network = PeerNetwork::new(
+            identity.clone(),
+            peer_tls.clone(),
+            Duration::from_millis(raft_config.heartbeat_interval.max(500)),
+        );
         if let Some(file) = &config.faults.fault_peer_delay_file {
             network = network.with_delay(PeerDelay::from_file(file.clone()));
         }
@@ -215,22 +231,33 @@ impl RunningNode {
             events,
             ephemeral: Arc::new(EphemeralStore::new(settings.api.recent_actions, settings.api.max_players)),
             proposer: Proposer::spawn(raft.clone(), BatchLimits::from_config(&config), config.api.write_timeout()),
-            forwarder: Forwarder::new(settings.api.forward_timeout())?,
+            forwarder: Forwarder::new(settings.api.forward_timeout(), peer_tls.as_ref())?,
             settings,
             membership_lock: Arc::default(),
             tokens,
         };
 
-        // TCP_NODELAY on both servers' accepted sockets: a gRPC answer leaves
-        // as several HTTP/2 frames, and with Nagle on, the later ones waited
-        // for the leader's delayed ACK (40 ms on Linux): that was the p99 of
-        // every write. Tonic's own nodelay default applies only to listeners
-        // it binds itself, not to one handed to it.
-        let raft_incoming = TcpIncoming::from_listener(raft_listener, true, None).map_err(NodeError::GrpcListener)?;
+        // The Raft port serves peers' RPCs and, beside them, the API routes
+        // for requests forwarded by followers (`api/forward.rs`).
+        let raft_incoming = crate::network::listener::incoming(
+            raft_listener,
+            peer_tls.as_ref().map(PeerTls::server_config),
+            crate::network::listener::PeerListenerLimits {
+                max_connections: config.raft.max_peer_connections,
+                handshake_timeout: config.raft.peer_handshake_timeout(),
+            },
+        );
+        let raft_service = RaftGrpcService::new(raft.clone(), identity.clone(), appends, peer_tls.is_some());
+        let raft_port_routes =
+            tonic::service::Routes::from(api::router(state.clone())).add_service(raft_service.into_server());
         let stop_grpc = CancellationToken::new();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(RaftGrpcService::new(raft.clone(), identity.clone(), appends).into_server())
+                // A peer that vanished without closing is found by the
+                // missing ping answer, and its slot freed.
+                .http2_keepalive_interval(Some(PEER_KEEPALIVE_INTERVAL))
+                .http2_keepalive_timeout(Some(PEER_KEEPALIVE_TIMEOUT))
+                .add_routes(raft_port_routes)
                 .serve_with_incoming_shutdown(raft_incoming, stop_grpc.clone().cancelled_owned()),
         );
         let stop_http = CancellationToken::new();

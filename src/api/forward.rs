@@ -1,8 +1,11 @@
 //! Getting a request to the leader, wherever it arrived.
 //!
 //! Writes, joins, removals and ephemeral events must run on the leader. A
-//! follower forwards the request over HTTP to the leader's API and relays the
-//! leader's answer unchanged (same status, same body, same log index).
+//! follower forwards the request to the leader's Raft port, which serves
+//! the API routes beside the peer RPCs (HTTP/2; with peer TLS, over the
+//! same mutual TLS as the RPCs), and relays the leader's answer unchanged
+//! (same status, same body, same log index). The leader checks the
+//! caller's token as if the request had come to it directly.
 //!
 //! A request is retried against a (new) leader in two cases. The connection
 //! to the old leader was refused: the request never left. Or the local Raft
@@ -24,6 +27,7 @@ use tokio::time::Instant;
 
 use super::error::{ApiError, LeaderHint};
 use super::AppState;
+use crate::tls::PeerTls;
 use crate::types::NodeId;
 
 /// Header counting how many times a request was forwarded, so that nodes
@@ -74,31 +78,38 @@ pub enum ForwardError {
     NoAnswer(reqwest::Error),
 }
 
-/// HTTP client for node-to-leader forwarding; separate from the Raft peer
-/// connections so that client traffic cannot delay heartbeats.
+/// HTTP/2 client for node-to-leader forwarding; its connections are its
+/// own, not the Raft RPCs' channels, so that client traffic cannot delay
+/// heartbeats.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     client: reqwest::Client,
+    scheme: &'static str,
 }
 
 impl Forwarder {
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    /// With `tls`, requests go over TLS, presenting this node's certificate
+    /// and trusting only the cluster CA.
+    pub fn new(timeout: Duration, tls: Option<&PeerTls>) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(crate::config::FORWARD_CONNECT_TIMEOUT)
             .tcp_nodelay(true)
-            .build()?;
-        Ok(Self { client })
+            .http2_prior_knowledge();
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls(tls.client_config());
+        }
+        Ok(Self { client: builder.build()?, scheme: if tls.is_some() { "https" } else { "http" } })
     }
 
     async fn send(
         &self,
-        http_addr: &str,
+        raft_addr: &str,
         req: &ForwardRequest,
         hops: u32,
         authorization: Option<&HeaderValue>,
     ) -> Result<Response, ForwardError> {
-        let url = format!("http://{http_addr}{}", req.path_and_query);
+        let url = format!("{}://{raft_addr}{}", self.scheme, req.path_and_query);
         let mut builder = self.client.request(req.method.clone(), url).header(HOPS_HEADER, hops);
         if let Some(authorization) = authorization {
             builder = builder.header(axum::http::header::AUTHORIZATION, authorization);
@@ -162,7 +173,7 @@ impl AppState {
             }
             // The caller's token goes along: the leader checks it too.
             let authorization = headers.get(axum::http::header::AUTHORIZATION);
-            match self.forwarder.send(&addr.http_addr, &request, hops + 1, authorization).await {
+            match self.forwarder.send(&addr.raft_addr, &request, hops + 1, authorization).await {
                 Ok(response) => return response,
                 Err(ForwardError::NotSent(err)) => {
                     tracing::debug!(leader, %err, "leader unreachable; trying it again shortly or another leader");

@@ -1,12 +1,12 @@
-//! Who may call the HTTP API (see `auth/`), and whether the node may run
-//! open to anyone.
+//! Who may call the HTTP API (see `auth/`) and the Raft port (see `tls/`),
+//! and whether the node may run open to anyone.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-/// Client tokens: the file this node checks them against, and the token it
-/// joins a cluster with.
+/// Client tokens (the file this node checks them against, and the token it
+/// joins a cluster with) and peer certificates.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 #[command(next_help_heading = "Security")]
 pub struct AuthSettings {
@@ -22,7 +22,15 @@ pub struct AuthSettings {
     #[arg(long, env = "GAMERAFT_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
 
-    /// Run with no --auth-tokens-file on a non-loopback address: anyone who
+    /// Directory with the cluster CA (`ca.pem`) and this node's certificate
+    /// and key (`node-<id>.pem`, `node-<id>-key.pem`; `gameraft certs`
+    /// makes them). Turns on mutual TLS on the Raft port: peers, and
+    /// requests forwarded between nodes, must present a certificate of the
+    /// cluster, and one that names the node they speak for.
+    #[arg(long, env = "GAMERAFT_PEER_TLS_DIR")]
+    pub peer_tls_dir: Option<PathBuf>,
+
+    /// Run with no --auth-tokens-file or no --peer-tls-dir on a non-loopback address: anyone who
     /// reaches the node may write events and change the membership. Without
     /// this flag such a node refuses to start.
     #[arg(long, env = "GAMERAFT_INSECURE")]

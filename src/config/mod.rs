@@ -85,11 +85,11 @@ pub enum ConfigError {
     #[error("{0} must be greater than 0")]
     Zero(&'static str),
     #[error(
-        "this node listens on {addr}, beyond this machine, and checks no client tokens: anyone who reaches it \
-         could write events and change the membership. Give it --auth-tokens-file FILE (tokens from \
-         `gameraft token new`), listen on 127.0.0.1 only, or pass --insecure to run it open on a private network"
+        "this node listens on {addr}, beyond this machine, without {missing}: anyone who reaches it could \
+         {exposure}. Give it {missing}, listen on 127.0.0.1 only, or pass --insecure to run it open on a \
+         private network"
     )]
-    OpenBeyondLoopback { addr: std::net::SocketAddr },
+    OpenBeyondLoopback { addr: std::net::SocketAddr, missing: &'static str, exposure: &'static str },
     #[error("--join URL {url:?} is not an http:// URL")]
     JoinUrl { url: String },
     #[error("--bootstrap and --join exclude each other: found a new cluster, or join an existing one")]
@@ -143,14 +143,27 @@ impl NodeConfig {
         self.check_exposure()
     }
 
-    /// A node reachable beyond this machine checks client tokens, unless it
-    /// is told to run open (`--insecure`).
+    /// A node reachable beyond this machine checks client tokens on its HTTP
+    /// API and peer certificates on its Raft port, unless it is told to run
+    /// open (`--insecure`).
     fn check_exposure(&self) -> Result<(), ConfigError> {
-        if self.auth.auth_tokens_file.is_some() || self.auth.insecure {
-            return Ok(());
-        }
+        let (missing, exposure) = match (&self.auth.auth_tokens_file, &self.auth.peer_tls_dir) {
+            (Some(_), Some(_)) => return Ok(()),
+            _ if self.auth.insecure => return Ok(()),
+            (None, None) => (
+                "--auth-tokens-file FILE (tokens from `gameraft token new`) and --peer-tls-dir DIR \
+                 (certificates from `gameraft certs`)",
+                "write events, change the membership, or act as a peer",
+            ),
+            (None, Some(_)) => {
+                ("--auth-tokens-file FILE (tokens from `gameraft token new`)", "write events and change the membership")
+            }
+            (Some(_), None) => {
+                ("--peer-tls-dir DIR (certificates from `gameraft certs`)", "act as a peer and append events")
+            }
+        };
         match [self.identity.http_addr, self.identity.raft_addr].into_iter().find(|addr| !addr.ip().is_loopback()) {
-            Some(addr) => Err(ConfigError::OpenBeyondLoopback { addr }),
+            Some(addr) => Err(ConfigError::OpenBeyondLoopback { addr, missing, exposure }),
             None => Ok(()),
         }
     }

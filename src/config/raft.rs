@@ -19,6 +19,8 @@ mod defaults {
     pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1000;
     pub const SNAPSHOT_AFTER_LOGS: u64 = 5000;
     pub const LEADER_PROBE_MS: u64 = 250;
+    pub const MAX_PEER_CONNECTIONS: usize = 256;
+    pub const PEER_HANDSHAKE_TIMEOUT_MS: u64 = 5000;
 }
 
 /// Raft timers, batch sizes and snapshots, handed to OpenRaft's `Config`
@@ -62,6 +64,16 @@ pub struct RaftTimings {
     /// leader lease. 0 disables the probe.
     #[arg(long, env = "GAMERAFT_LEADER_PROBE_MS", default_value_t = defaults::LEADER_PROBE_MS)]
     pub leader_probe_ms: u64,
+
+    /// Most connections open at once on the Raft port (peers and forwarded
+    /// requests need a few each); more wait, unaccepted, in the kernel's queue.
+    #[arg(long, env = "GAMERAFT_MAX_PEER_CONNECTIONS", default_value_t = defaults::MAX_PEER_CONNECTIONS)]
+    pub max_peer_connections: usize,
+
+    /// A new connection to the Raft port must finish its TLS handshake (or,
+    /// without peer TLS, send its first bytes) within this, or is closed.
+    #[arg(long, env = "GAMERAFT_PEER_HANDSHAKE_TIMEOUT_MS", default_value_t = defaults::PEER_HANDSHAKE_TIMEOUT_MS)]
+    pub peer_handshake_timeout_ms: u64,
 }
 
 impl Default for RaftTimings {
@@ -75,11 +87,17 @@ impl Default for RaftTimings {
             logs_kept_after_snapshot: defaults::LOGS_KEPT_AFTER_SNAPSHOT,
             snapshot_after_logs: defaults::SNAPSHOT_AFTER_LOGS,
             leader_probe_ms: defaults::LEADER_PROBE_MS,
+            max_peer_connections: defaults::MAX_PEER_CONNECTIONS,
+            peer_handshake_timeout_ms: defaults::PEER_HANDSHAKE_TIMEOUT_MS,
         }
     }
 }
 
 impl RaftTimings {
+    pub fn peer_handshake_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.peer_handshake_timeout_ms)
+    }
+
     /// Checks the timers against each other, as given and as
     /// [`Self::to_openraft`] maps them: exactly the settings for which both
     /// `Config`s pass OpenRaft's own `validate` (a test holds the two equal).
@@ -99,9 +117,12 @@ impl RaftTimings {
         if self.lease_ms() <= heartbeat_ms.saturating_add(1) {
             return Err(ConfigError::ElectionTimeoutMaxTooShort { max_ms, heartbeat_ms });
         }
-        for (name, value) in
-            [("--max-payload-entries", self.max_payload_entries), ("--snapshot-after-logs", self.snapshot_after_logs)]
-        {
+        for (name, value) in [
+            ("--max-payload-entries", self.max_payload_entries),
+            ("--snapshot-after-logs", self.snapshot_after_logs),
+            ("--max-peer-connections", self.max_peer_connections as u64),
+            ("--peer-handshake-timeout-ms", self.peer_handshake_timeout_ms),
+        ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
             }

@@ -167,7 +167,10 @@ fn the_flags_env_vars_and_defaults_are_the_documented_ones() {
         ("max-body-bytes", "GAMERAFT_MAX_BODY_BYTES", "65536", false),
         ("max-connections", "GAMERAFT_MAX_CONNECTIONS", "1024", false),
         ("max-payload-entries", "GAMERAFT_MAX_PAYLOAD_ENTRIES", "300", false),
+        ("max-peer-connections", "GAMERAFT_MAX_PEER_CONNECTIONS", "256", false),
         ("max-players", "GAMERAFT_MAX_PLAYERS", "100000", false),
+        ("peer-handshake-timeout-ms", "GAMERAFT_PEER_HANDSHAKE_TIMEOUT_MS", "5000", false),
+        ("peer-tls-dir", "GAMERAFT_PEER_TLS_DIR", "", false),
         ("raft-addr", "RAFT_ADDR", "0.0.0.0:5000", false),
         ("read-timeout-ms", "GAMERAFT_READ_TIMEOUT_MS", "10000", false),
         ("recent-actions", "GAMERAFT_RECENT_ACTIONS", "1024", false),
@@ -300,19 +303,35 @@ fn every_count_limit_and_wait_that_must_not_be_0_is_named_when_it_is() {
 }
 
 #[test]
-fn a_node_reachable_beyond_loopback_needs_tokens_or_insecure() {
+fn a_node_reachable_beyond_loopback_needs_tokens_and_peer_tls_or_insecure() {
     let open = parse_as_given(&["--http-addr", "10.0.0.5:8080", "--raft-addr", "127.0.0.1:5000"]);
     let err = open.validate().expect_err("open on 10.0.0.5");
-    assert!(matches!(err, ConfigError::OpenBeyondLoopback { addr } if addr.to_string() == "10.0.0.5:8080"), "{err}");
-    for flag in ["--auth-tokens-file", "--insecure", "127.0.0.1"] {
+    assert!(
+        matches!(err, ConfigError::OpenBeyondLoopback { addr, .. } if addr.to_string() == "10.0.0.5:8080"),
+        "{err}"
+    );
+    for flag in ["--auth-tokens-file", "--peer-tls-dir", "--insecure", "127.0.0.1"] {
         assert!(err.to_string().contains(flag), "{err}");
     }
     let raft_open = parse_as_given(&["--http-addr", "127.0.0.1:8080", "--raft-addr", "0.0.0.0:5000"]);
     assert!(matches!(raft_open.validate(), Err(ConfigError::OpenBeyondLoopback { .. })), "the Raft port counts too");
     let loopback = ["--http-addr", "127.0.0.1:8080", "--raft-addr", "[::1]:5000"];
     parse_as_given(&loopback).validate().expect("loopback only: open is fine");
-    parse_as_given(&["--http-addr", "10.0.0.5:8080", "--auth-tokens-file", "/etc/gameraft/tokens"])
-        .validate()
-        .expect("tokens");
     parse_as_given(&["--http-addr", "10.0.0.5:8080", "--insecure"]).validate().expect("told to run open");
+}
+
+/// Tokens guard the HTTP API and peer TLS the Raft port: beyond loopback a
+/// node needs both, and the refusal names the one missing.
+#[test]
+fn a_node_reachable_beyond_loopback_needs_both_tokens_and_peer_tls() {
+    let beyond = ["--http-addr", "10.0.0.5:8080"];
+    let tokens_only = parse_as_given(&[&beyond[..], &["--auth-tokens-file", "/etc/gameraft/tokens"]].concat());
+    let err = tokens_only.validate().expect_err("the Raft port is open to anyone");
+    assert!(matches!(err, ConfigError::OpenBeyondLoopback { .. }), "{err}");
+    assert!(err.to_string().contains("--peer-tls-dir") && !err.to_string().contains("--auth-tokens-file"), "{err}");
+    let tls_only = parse_as_given(&[&beyond[..], &["--peer-tls-dir", "/etc/gameraft/tls"]].concat());
+    let err = tls_only.validate().expect_err("the HTTP API is open to anyone");
+    assert!(err.to_string().contains("--auth-tokens-file") && !err.to_string().contains("--peer-tls-dir"), "{err}");
+    let both = ["--auth-tokens-file", "/etc/gameraft/tokens", "--peer-tls-dir", "/etc/gameraft/tls"];
+    parse_as_given(&[&beyond[..], &both[..]].concat()).validate().expect("tokens and peer TLS");
 }

@@ -22,20 +22,23 @@ use crate::identity::NodeIdentity;
 use crate::proto::pb;
 use crate::proto::pb::raft_service_client::RaftServiceClient;
 use crate::proto::ConvertError;
+use crate::tls::PeerTls;
 use crate::types::{NodeId, PeerAddr, TypeConfig};
 
 /// Creates [`PeerConnection`]s for OpenRaft and keeps one channel per peer.
 #[derive(Clone)]
 pub struct PeerNetwork {
     identity: Arc<NodeIdentity>,
+    /// With peer TLS: this node's certificate and the cluster CA.
+    tls: Option<PeerTls>,
     connect_timeout: Duration,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     delay: PeerDelay,
 }
 
 impl PeerNetwork {
-    pub fn new(identity: Arc<NodeIdentity>, connect_timeout: Duration) -> Self {
-        Self { identity, connect_timeout, channels: Arc::default(), delay: PeerDelay::default() }
+    pub fn new(identity: Arc<NodeIdentity>, tls: Option<PeerTls>, connect_timeout: Duration) -> Self {
+        Self { identity, tls, connect_timeout, channels: Arc::default(), delay: PeerDelay::default() }
     }
 
     /// Delays every outgoing RPC by `delay` (fault injection).
@@ -49,8 +52,13 @@ impl PeerNetwork {
         if let Some(channel) = channels.get(raft_addr) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{raft_addr}"))
-            .map_err(|e| format!("invalid raft address {raft_addr:?}: {e}"))?
+        let invalid = |e: tonic::transport::Error| format!("invalid raft address {raft_addr:?}: {e}");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{raft_addr}")).map_err(invalid)?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.channel_config()).map_err(invalid)?;
+        }
+        let endpoint = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -157,12 +165,14 @@ impl PeerConnection {
 /// `Unavailable`; those peers are unreachable and retrying at once is waste.
 /// So is a peer that refused us for who we are (`FailedPrecondition`: another
 /// cluster, or a new incarnation not admitted yet) until the membership
-/// changes.
+/// changes, and one whose certificate does not match (`PermissionDenied`).
 fn status_to_rpc_error<E: std::error::Error>(
     status: tonic::Status,
 ) -> RPCError<NodeId, PeerAddr, RaftError<NodeId, E>> {
     match status.code() {
-        tonic::Code::Unavailable | tonic::Code::FailedPrecondition => RPCError::Unreachable(Unreachable::new(&status)),
+        tonic::Code::Unavailable | tonic::Code::FailedPrecondition | tonic::Code::PermissionDenied => {
+            RPCError::Unreachable(Unreachable::new(&status))
+        }
         _ => RPCError::Network(NetworkError::new(&status)),
     }
 }

@@ -4,11 +4,16 @@
 //!  leader: openraft core ──> PeerNetwork (client.rs) ──gRPC──> RaftGrpcService (server.rs) ──> follower's Raft
 //! ```
 //!
+//! The Raft port also carries client requests that a follower forwards to
+//! the leader (`api/forward.rs`), so that with peer TLS
+//! (`listener.rs`, [`crate::tls`]) they are protected the same way.
+//!
 //! Messages are typed protobuf (`proto/raft.proto`); [`crate::proto`] maps them
 //! to and from OpenRaft's types.
 
 pub mod client;
 pub mod fault;
+pub mod listener;
 pub mod server;
 
 pub use client::PeerNetwork;

@@ -1,18 +1,21 @@
 //! The server side of the peer network: hands peers' RPCs to the local Raft,
 //! once `identity` has admitted them (same cluster, this incarnation; and for
-//! a vote, a node that is a member).
+//! a vote, a node that is a member) and, with peer TLS, once the node the
+//! RPC speaks for (the vote's node) is the one the caller's certificate
+//! names.
 
 use std::sync::Arc;
 
 use openraft::raft::AppendEntriesResponse;
 use tonic::{Request, Response, Status};
 
+use super::listener::PeerConnectInfo;
 use super::MAX_MESSAGE_BYTES;
 use crate::failover::AppendEntriesClock;
 use crate::identity::{NodeIdentity, Refusal};
 use crate::proto::pb;
 use crate::proto::pb::raft_service_server::{RaftService, RaftServiceServer};
-use crate::types::Raft;
+use crate::types::{NodeId, Raft};
 
 /// Serves `RaftService` for one node.
 #[derive(Clone)]
@@ -22,11 +25,19 @@ pub struct RaftGrpcService {
     /// Told of every AppendEntries from a leader this node accepts, for the
     /// leader probe.
     appends: AppendEntriesClock,
+    /// Peer TLS is on: every RPC must come over a connection whose
+    /// certificate names the node it speaks for.
+    certificates_required: bool,
 }
 
 impl RaftGrpcService {
-    pub fn new(raft: Raft, identity: Arc<NodeIdentity>, appends: AppendEntriesClock) -> Self {
-        Self { raft, identity, appends }
+    pub fn new(
+        raft: Raft,
+        identity: Arc<NodeIdentity>,
+        appends: AppendEntriesClock,
+        certificates_required: bool,
+    ) -> Self {
+        Self { raft, identity, appends, certificates_required }
     }
 
     /// Admits a peer's RPC (same cluster, addressed to this incarnation);
@@ -34,9 +45,13 @@ impl RaftGrpcService {
     /// vote from an empty store, and a node not in its own membership has
     /// not been admitted. A refusal is logged and answered with its reason
     /// (the status returned).
-    fn refusal<T>(&self, rpc: &'static str, request: &Request<T>) -> Option<Status> {
+    ///
+    /// `sender` is the node the RPC speaks for (its vote's node): with peer
+    /// TLS it must be the node the connection's certificate names.
+    fn refusal(&self, rpc: &'static str, caller: &Caller, sender: NodeId) -> Option<Status> {
         let own_id = self.identity.node_id();
-        let admitted = self.identity.admit(request.metadata()).and_then(|()| {
+        let certified = self.certified(caller, sender);
+        let admitted = certified.and_then(|()| self.identity.admit(&caller.metadata)).and_then(|()| {
             let member = rpc != "vote"
                 || self.raft.metrics().borrow().membership_config.membership().get_node(&own_id).is_some();
             if member {
@@ -48,11 +63,37 @@ impl RaftGrpcService {
         admitted.err().map(|refusal| self.identity.refuse(rpc, &refusal))
     }
 
+    fn certified(&self, caller: &Caller, sender: NodeId) -> Result<(), Refusal> {
+        if !self.certificates_required {
+            return Ok(());
+        }
+        let certified = caller.extensions.get::<PeerConnectInfo>().and_then(|info| info.certified_node);
+        match certified {
+            Some(node) if node == sender => Ok(()),
+            Some(node) => Err(Refusal::Impersonation { certified: node, claimed: sender }),
+            None => Err(Refusal::NoCertificate),
+        }
+    }
+
     /// The tonic service, with message limits matching the client's.
     pub fn into_server(self) -> RaftServiceServer<Self> {
         RaftServiceServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+/// Who sent an RPC: its metadata (cluster and addressee) and its
+/// connection (the certificate's node).
+struct Caller {
+    metadata: tonic::metadata::MetadataMap,
+    extensions: tonic::Extensions,
+}
+
+impl Caller {
+    fn split<T>(request: Request<T>) -> (Self, T) {
+        let (metadata, extensions, message) = request.into_parts();
+        (Self { metadata, extensions }, message)
     }
 }
 
@@ -62,10 +103,11 @@ impl RaftService for RaftGrpcService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesReply>, Status> {
-        if let Some(refused) = self.refusal("append_entries", &request) {
+        let (caller, message) = Caller::split(request);
+        let req: openraft::raft::AppendEntriesRequest<_> = message.try_into()?;
+        if let Some(refused) = self.refusal("append_entries", &caller, req.vote.leader_id().node_id) {
             return Err(refused);
         }
-        let req = request.into_inner().try_into()?;
         let resp = self.raft.append_entries(req).await;
         // A stale leader (answered with a higher vote) is not the one the
         // probe watches.
@@ -76,10 +118,11 @@ impl RaftService for RaftGrpcService {
     }
 
     async fn vote(&self, request: Request<pb::VoteRequest>) -> Result<Response<pb::VoteReply>, Status> {
-        if let Some(refused) = self.refusal("vote", &request) {
+        let (caller, message) = Caller::split(request);
+        let req: openraft::raft::VoteRequest<_> = message.try_into()?;
+        if let Some(refused) = self.refusal("vote", &caller, req.vote.leader_id().node_id) {
             return Err(refused);
         }
-        let req = request.into_inner().try_into()?;
         Ok(Response::new(self.raft.vote(req).await.into()))
     }
 
@@ -87,10 +130,11 @@ impl RaftService for RaftGrpcService {
         &self,
         request: Request<pb::InstallSnapshotRequest>,
     ) -> Result<Response<pb::InstallSnapshotReply>, Status> {
-        if let Some(refused) = self.refusal("install_snapshot", &request) {
+        let (caller, message) = Caller::split(request);
+        let req: openraft::raft::InstallSnapshotRequest<_> = message.try_into()?;
+        if let Some(refused) = self.refusal("install_snapshot", &caller, req.vote.leader_id().node_id) {
             return Err(refused);
         }
-        let req = request.into_inner().try_into()?;
         Ok(Response::new(self.raft.install_snapshot(req).await.into()))
     }
 }

@@ -7,6 +7,7 @@ mod t10_formation;
 mod t12_cluster_command;
 mod t15_node_identity;
 mod t17_client_tokens;
+mod t18_peer_tls;
 mod t20_replication;
 mod t30_bad_input;
 mod t50_failover;

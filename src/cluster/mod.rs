@@ -7,6 +7,9 @@
 //! `--join` is then ignored). Ctrl-C (or SIGTERM) stops every node with
 //! SIGTERM, and SIGKILLs any that has not exited after a grace period.
 //!
+//! With `--secure`, the nodes run with peer TLS and client tokens, from
+//! credentials made on the first run (`secure.rs`).
+//!
 //! The command takes every `serve` flag except those it sets per node
 //! ([`PER_NODE_FLAGS`]) and passes the ones given on to every node
 //! ([`NodeFlags`]); the nodes are started by [`crate::launcher`].
@@ -25,6 +28,9 @@ use tokio::time::Instant;
 use crate::client::Client;
 use crate::launcher::{self, LaunchError, ServeCommand};
 use crate::stop_signals::StopSignals;
+
+mod secure;
+pub use secure::{Credentials, CredentialsError};
 
 /// Prints a line for whoever watches the command. Its output is for people
 /// only: once nobody reads it (a closed terminal, `| head`), lines are
@@ -59,6 +65,11 @@ pub struct ClusterConfig {
     /// Keep every node's state in memory: nothing survives a stop.
     #[arg(long)]
     pub in_memory: bool,
+    /// Run with peer TLS and client tokens: a cluster CA, a certificate
+    /// per node and an admin token are made in DIR/secure/ on the first
+    /// run (and reused after); the command prints how to use them.
+    #[arg(long)]
+    pub secure: bool,
     #[command(flatten)]
     pub node_flags: NodeFlags,
 }
@@ -132,6 +143,8 @@ pub enum ClusterError {
     Signal(#[source] std::io::Error),
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
+    #[error("cannot make the cluster's credentials: {0}")]
+    Credentials(#[from] CredentialsError),
 }
 
 type Exits = JoinSet<(u16, std::io::Result<std::process::ExitStatus>)>;
@@ -143,6 +156,10 @@ pub async fn run(config: ClusterConfig) -> Result<(), ClusterError> {
     }
     let exe = std::env::current_exe().map_err(ClusterError::Executable)?;
     std::fs::create_dir_all(&config.dir).map_err(|source| ClusterError::Dir { path: config.dir.clone(), source })?;
+    let credentials = match config.secure {
+        true => Some(Credentials::prepare(&config.dir.join("secure"), config.nodes)?),
+        false => None,
+    };
 
     // Listening from the start: a SIGTERM or Ctrl-C at any moment stops
     // the nodes, instead of killing this process and leaving them running.
@@ -150,7 +167,7 @@ pub async fn run(config: ClusterConfig) -> Result<(), ClusterError> {
     let mut pids = Vec::new();
     let mut exits = JoinSet::new();
     let outcome = tokio::select! {
-        outcome = start_and_run(&config, &exe, &mut pids, &mut exits) => outcome,
+        outcome = start_and_run(&config, credentials.as_ref(), &exe, &mut pids, &mut exits) => outcome,
         _ = stop.received() => Ok(()),
     };
     stop_all(&pids, &mut exits).await;
@@ -159,13 +176,14 @@ pub async fn run(config: ClusterConfig) -> Result<(), ClusterError> {
 
 async fn start_and_run(
     config: &ClusterConfig,
+    credentials: Option<&Credentials>,
     exe: &Path,
     pids: &mut Vec<Pid>,
     exits: &mut Exits,
 ) -> Result<(), ClusterError> {
-    start_nodes(config, exe, pids, exits).await?;
+    start_nodes(config, credentials, exe, pids, exits).await?;
     tokio::select! {
-        formed = wait_until_formed(config) => formed?,
+        formed = wait_until_formed(config, credentials) => formed?,
         Some(Ok((id, status))) = exits.join_next() => return Err(node_exited(id, status)),
     }
     report_exits(exits).await
@@ -175,6 +193,7 @@ async fn start_and_run(
 /// once the one before listens.
 async fn start_nodes(
     config: &ClusterConfig,
+    credentials: Option<&Credentials>,
     exe: &Path,
     pids: &mut Vec<Pid>,
     exits: &mut Exits,
@@ -191,6 +210,12 @@ async fn start_nodes(
             .raft_addr(localhost(config.base_raft_port + id - 1))
             .args(&config.node_flags.0)
             .stderr(log);
+        let serve = match credentials {
+            Some(credentials) => {
+                serve.args(credentials.node_flags()).env(secure::JOIN_TOKEN_ENV, &credentials.admin_token)
+            }
+            None => serve,
+        };
         let serve = match config.in_memory {
             true => serve.in_memory(),
             false => serve.data_dir(config.dir.join(format!("node-{id}"))),
@@ -213,11 +238,17 @@ async fn start_nodes(
 
 /// Polls until every node is a voter and all agree on a leader, then prints
 /// the cluster.
-async fn wait_until_formed(config: &ClusterConfig) -> Result<(), ClusterError> {
+async fn wait_until_formed(config: &ClusterConfig, credentials: Option<&Credentials>) -> Result<(), ClusterError> {
     let limit = Duration::from_secs(60);
     let deadline = Instant::now() + limit;
     let clients: Vec<Client> = (0..config.nodes)
-        .map(|i| Client::new(format!("http://127.0.0.1:{}", config.base_http_port + i)))
+        .map(|i| {
+            let base = format!("http://127.0.0.1:{}", config.base_http_port + i);
+            match credentials {
+                Some(credentials) => Client::with_token(base, &credentials.admin_token),
+                None => Client::new(base),
+            }
+        })
         .collect::<Result<_, _>>()?;
     loop {
         if let Some(leader) = agreed_leader(&clients, config.nodes).await {
@@ -227,6 +258,9 @@ async fn wait_until_formed(config: &ClusterConfig) -> Result<(), ClusterError> {
                 let role = if id == leader { "  (leader)" } else { "" };
                 say!("  node {id}  {}  raft 127.0.0.1:{}{role}", client.base(), config.base_raft_port + i as u16);
             }
+            if let Some(credentials) = credentials {
+                say_how_to_use(credentials, clients[0].base());
+            }
             say!("Node logs are in {}/. Press Ctrl-C to stop the cluster.", config.dir.display());
             return Ok(());
         }
@@ -235,6 +269,18 @@ async fn wait_until_formed(config: &ClusterConfig) -> Result<(), ClusterError> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+fn say_how_to_use(credentials: &Credentials, base: &str) {
+    let token = credentials.admin_token_path();
+    say!("Secured: peers talk mutual TLS (CA and node certificates in {}/),", credentials.dir.display());
+    say!("and every request but /health and /ready needs a token. The admin token is in {}:", token.display());
+    say!("  export GAMERAFT_TOKEN=$(cat {})", token.display());
+    say!("  curl -H \"Authorization: Bearer $GAMERAFT_TOKEN\" {base}/status");
+    say!(
+        "More tokens: `gameraft token new --role write --name NAME`, its second line appended to {}, then `kill -HUP` the nodes.",
+        credentials.tokens_path().display()
+    );
 }
 
 async fn agreed_leader(clients: &[Client], expected_voters: u16) -> Option<u64> {
@@ -331,6 +377,21 @@ mod tests {
         }
         assert!(!passed.iter().any(|a| a.starts_with("--in-memory")), "the cluster sets it per node: {passed:?}");
         assert!(!passed.iter().any(|a| a.starts_with("--nodes")), "the cluster's own flag: {passed:?}");
+    }
+
+    #[test]
+    fn secure_credentials_are_made_once_and_reused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = Credentials::prepare(dir.path(), 3).expect("made");
+        let ca = std::fs::read(crate::tls::certs::ca_cert_path(dir.path())).expect("CA");
+        let again = Credentials::prepare(dir.path(), 3).expect("reused");
+        assert_eq!(first.admin_token, again.admin_token);
+        assert_eq!(std::fs::read(crate::tls::certs::ca_cert_path(dir.path())).expect("CA"), ca, "the same CA");
+        for id in 1..=3 {
+            crate::tls::PeerTls::load(dir.path(), id).expect("each node's certificate loads");
+        }
+        let tokens = crate::auth::TokenStore::load(&first.tokens_path()).expect("tokens file");
+        assert!(tokens.check(Some(&format!("Bearer {}", first.admin_token)), crate::auth::Role::Admin).is_ok());
     }
 
     #[test]
