@@ -265,8 +265,17 @@ impl RunningNode {
             max_connections: config.api.max_connections,
             header_read_timeout: config.api.read_timeout(),
         };
-        let http_task =
-            tokio::spawn(api::http_server::serve(http_listener, api::router(state.clone()), limits, stop_http.clone()));
+        let http_tls = match (&config.auth.http_tls_cert, &config.auth.http_tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::http_server_config(cert, key)?),
+            _ => None,
+        };
+        let http_task = tokio::spawn(api::http_server::serve(
+            http_listener,
+            api::router(state.clone()),
+            limits,
+            http_tls,
+            stop_http.clone(),
+        ));
         match &data_dir {
             Some(dir) => tracing::info!(node_id, %addr, data_dir = %dir.path().display(), "listening"),
             None => tracing::info!(node_id, %addr, "listening; in memory only: nothing survives this process"),
@@ -288,7 +297,8 @@ impl RunningNode {
                 fresh: true,
             };
             let token = config.auth.join_token.clone();
-            Some(tokio::spawn(join_cluster(url, request, token, config.api.join_timeout())))
+            let ca_pem = peer_tls.as_ref().map(|tls| tls.ca_pem().to_string());
+            Some(tokio::spawn(join_cluster(url, request, token, ca_pem, config.api.join_timeout())))
         } else if !config.identity.bootstrap {
             // A directory with an empty Raft log: a join that never got far.
             return Err(NodeError::NothingToStart { node_id });
@@ -404,9 +414,15 @@ async fn join_cluster(
     url: String,
     request: JoinRequest,
     token: Option<String>,
+    trusted_ca_pem: Option<String>,
     timeout: Duration,
 ) -> Result<(), NodeError> {
-    let client = reqwest::Client::builder().timeout(timeout + Duration::from_secs(10)).build()?;
+    let mut client = reqwest::Client::builder().timeout(timeout + Duration::from_secs(10));
+    // An https:// member is trusted if its certificate is from the cluster CA.
+    if let Some(pem) = trusted_ca_pem {
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+    }
+    let client = client.build()?;
     let endpoint = format!("{}/nodes", url.trim_end_matches('/'));
     let mut delay = Duration::from_millis(200);
     // Every retry carries the same incarnation: the leader replaces an old

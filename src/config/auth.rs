@@ -30,6 +30,15 @@ pub struct AuthSettings {
     #[arg(long, env = "GAMERAFT_PEER_TLS_DIR")]
     pub peer_tls_dir: Option<PathBuf>,
 
+    /// Certificate chain (PEM) for HTTPS on the client API; with
+    /// --http-tls-key. A node certificate from `gameraft certs node` will do.
+    #[arg(long, env = "GAMERAFT_HTTP_TLS_CERT", requires = "http_tls_key")]
+    pub http_tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --http-tls-cert.
+    #[arg(long, env = "GAMERAFT_HTTP_TLS_KEY", requires = "http_tls_cert")]
+    pub http_tls_key: Option<PathBuf>,
+
     /// Run with no --auth-tokens-file or no --peer-tls-dir on a non-loopback address: anyone who
     /// reaches the node may write events and change the membership. Without
     /// this flag such a node refuses to start.

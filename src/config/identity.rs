@@ -72,7 +72,7 @@ impl IdentitySettings {
             return Err(ConfigError::BootstrapAndJoin);
         }
         if let Some(url) = &self.join {
-            if !url.starts_with("http://") {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
                 return Err(ConfigError::JoinUrl { url: url.clone() });
             }
         }

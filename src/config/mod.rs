@@ -90,7 +90,7 @@ pub enum ConfigError {
          private network"
     )]
     OpenBeyondLoopback { addr: std::net::SocketAddr, missing: &'static str, exposure: &'static str },
-    #[error("--join URL {url:?} is not an http:// URL")]
+    #[error("--join URL {url:?} is not an http:// or https:// URL")]
     JoinUrl { url: String },
     #[error("--bootstrap and --join exclude each other: found a new cluster, or join an existing one")]
     BootstrapAndJoin,

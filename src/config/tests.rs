@@ -154,6 +154,8 @@ fn the_flags_env_vars_and_defaults_are_the_documented_ones() {
         ("fault-peer-delay-file", "GAMERAFT_FAULT_PEER_DELAY_FILE", "", true),
         ("heartbeat-ms", "GAMERAFT_HEARTBEAT_MS", "500", false),
         ("http-addr", "HTTP_ADDR", "0.0.0.0:8080", false),
+        ("http-tls-cert", "GAMERAFT_HTTP_TLS_CERT", "", false),
+        ("http-tls-key", "GAMERAFT_HTTP_TLS_KEY", "", false),
         ("id", "WORKER_ID", "", false),
         ("in-memory", "GAMERAFT_IN_MEMORY", "", false),
         ("insecure", "GAMERAFT_INSECURE", "", false),

@@ -52,6 +52,7 @@ pub enum TlsError {
 /// This node's peer TLS set-up, loaded from `--peer-tls-dir`.
 #[derive(Clone)]
 pub struct PeerTls {
+    ca_pem: String,
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
     channel: tonic::transport::ClientTlsConfig,
@@ -105,7 +106,12 @@ impl PeerTls {
         let channel = tonic::transport::ClientTlsConfig::new()
             .ca_certificate(tonic::transport::Certificate::from_pem(&ca_pem))
             .identity(tonic::transport::Identity::from_pem(&cert_pem, &key_pem));
-        Ok(Self { server: Arc::new(server), client: Arc::new(client), channel })
+        Ok(Self { ca_pem, server: Arc::new(server), client: Arc::new(client), channel })
+    }
+
+    /// The cluster CA, PEM: a node joining over HTTPS trusts it.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 
     /// For the Raft port's listener: a caller must present a certificate
@@ -124,6 +130,21 @@ impl PeerTls {
     pub fn channel_config(&self) -> tonic::transport::ClientTlsConfig {
         self.channel.clone()
     }
+}
+
+/// The HTTPS set-up of the client API (`--http-tls-cert`, `--http-tls-key`):
+/// no client certificates (clients show tokens), HTTP/1.1.
+pub fn http_server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain = pem_certs(cert_path, &certs::read(cert_path)?)?;
+    let key = rustls_pemfile::private_key(&mut certs::read(key_path)?.as_bytes())
+        .map_err(|e| TlsError::Io(key_path.to_path_buf(), e))?
+        .ok_or(TlsError::NoKey(key_path.to_path_buf()))?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The crypto provider every TLS config here is built with, named rather

@@ -107,3 +107,59 @@ async fn a_node_sigtermed_as_soon_as_it_listens_stops_gracefully() {
         assert!(status.success(), "the node exited {status}, not gracefully");
     }
 }
+
+/// `gameraft cluster --secure`: the nodes check tokens and talk mutual TLS
+/// with no set-up by hand, and the command says where the admin token is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secure_cluster_needs_the_printed_token_and_its_peers_use_their_certificates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (http, raft) = free_bases(3);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
+    command
+        .args(["cluster", "--nodes", "3", "--in-memory", "--secure"])
+        .arg(format!("--base-http-port={http}"))
+        .arg(format!("--base-raft-port={raft}"))
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut cluster = command.spawn().expect("start gameraft cluster --secure");
+    let mut lines = BufReader::new(cluster.stdout.take().expect("stdout piped")).lines();
+    let output = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut output = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            output.push_str(&line);
+            output.push('\n');
+            if line.contains("Press Ctrl-C") {
+                break;
+            }
+        }
+        output
+    })
+    .await
+    .expect("the cluster formed");
+    let token_path = dir.path().join("secure").join("admin-token");
+    assert!(output.contains(&format!("export GAMERAFT_TOKEN=$(cat {})", token_path.display())), "{output}");
+    let token = std::fs::read_to_string(&token_path).expect("admin token").trim().to_string();
+
+    let follower = format!("http://127.0.0.1:{}", http + 1);
+    let anonymous = gameraft::client::Client::new(&follower).expect("client");
+    assert_eq!(anonymous.get("/status").await.expect("answered").status, 401);
+    let admin = gameraft::client::Client::with_token(&follower, &token).expect("client");
+    let written = admin.post_event(&crate::harness::event(1)).await.expect("answered");
+    assert_eq!(written.status, 200, "a write forwarded over peer TLS: {}", written.body);
+
+    // A peer without a certificate cannot even connect to the Raft port.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{raft}")).expect("endpoint");
+    let mut rogue = gameraft::proto::pb::raft_service_client::RaftServiceClient::new(plain.connect_lazy());
+    let vote = gameraft::proto::pb::VoteRequest::from(openraft::raft::VoteRequest {
+        vote: gameraft::types::Vote::new(1000, 9),
+        last_log_id: None,
+    });
+    assert!(rogue.vote(vote).await.is_err(), "a plaintext vote request was answered");
+
+    kill(Pid::from_raw(cluster.id().expect("running") as i32), Signal::SIGTERM).expect("SIGTERM the command");
+    let status = tokio::time::timeout(Duration::from_secs(60), cluster.wait()).await.expect("exits").expect("wait");
+    assert!(status.success(), "the command exited {status}");
+}

@@ -183,3 +183,49 @@ async fn only_a_node_with_its_own_certificate_of_this_cluster_can_append_vote_or
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_https_clients_and_joining_nodes_reach_the_api_over_tls_only() {
+    let ca = tempfile::tempdir().expect("temp dir");
+    certs::init_ca(ca.path()).expect("CA");
+    for id in 1..=2 {
+        certs::issue_node(ca.path(), id, "127.0.0.1").expect("node certificate");
+    }
+    // The HTTPS certificate names the host only; one serves both nodes.
+    let https_cert = certs::issue_node(ca.path(), 100, "127.0.0.1").expect("HTTPS certificate");
+    let args = [
+        format!("--peer-tls-dir={}", ca.path().display()),
+        format!("--http-tls-cert={}", https_cert.display()),
+        format!("--http-tls-key={}", certs::node_key_path(ca.path(), 100).display()),
+    ];
+    let mut cluster = TestCluster::empty("https", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    cluster.spawn(1, None, "127.0.0.1:0", "127.0.0.1:0").await;
+    let first = cluster.node(1).http_addr.clone();
+    cluster.spawn(2, Some(format!("https://{first}")), "127.0.0.1:0", "127.0.0.1:0").await;
+
+    let ca_pem = std::fs::read(certs::ca_cert_path(ca.path())).expect("CA");
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).expect("CA certificate"))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    // Node 2 joined node 1 over HTTPS, trusting the cluster CA.
+    wait_for("two voters, seen over HTTPS", Duration::from_secs(20), || async {
+        let nodes: serde_json::Value =
+            https.get(format!("https://{first}/nodes")).send().await.ok()?.json().await.ok()?;
+        let voters = nodes["nodes"].as_array()?.iter().filter(|n| n["role"] == "voter").count();
+        (voters == 2).then_some(())
+    })
+    .await;
+    let written = https
+        .post(format!("https://{}/events", cluster.node(2).http_addr))
+        .json(&serde_json::json!({ "event": event(1) }))
+        .send()
+        .await
+        .expect("a write over HTTPS, forwarded over peer TLS");
+    assert_eq!(written.status(), 200);
+
+    // Plain HTTP gets no answer from an HTTPS port.
+    let plain = reqwest::Client::new().get(format!("http://{first}/health")).send().await;
+    assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+}
