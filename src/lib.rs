@@ -6,8 +6,9 @@
 //!  client ─HTTP─> api/events.rs::post_event        parse (api/extract.rs::ApiJson), pick the request id
 //!                   │                               (api/request_id.rs::client_request_id, for_write)
 //!                   ▼
-//!                 api/forward.rs::on_leader ─────── not the leader: the same request to the leader's
-//!                   │ leader                        post_event, its answer relayed unchanged
+//!                 api/forward.rs::on_leader ─────── not the leader: the same request over HTTP/2 to the
+//!                   │ leader                        leader's Raft port (network/listener.rs, peer TLS),
+//!                   │                               its post_event; the answer relayed unchanged
 //!                   ▼
 //!                 api/events.rs::write_critical
 //!                   ▼
@@ -34,7 +35,9 @@
 //! - [`proposer`]: the write path to Raft: request ids, batching, the write timeout.
 //! - [`node`]: start-up (bind, Raft, servers, bootstrap or join) and shutdown.
 //! - [`membership`]: joining (learner, catch-up, promotion) and removal, on the leader.
-//! - [`network`]: OpenRaft's RPCs over gRPC, with typed protobuf messages.
+//! - [`network`]: OpenRaft's RPCs over gRPC, with typed protobuf messages; the Raft port's
+//!   listener, which also takes the requests followers forward to the leader.
+//! - [`tls`]: peer TLS (cluster CA, node certificates naming their node id) and HTTPS.
 //! - [`disk`]: the data directory, every on-disk format and its version, checksummed records;
 //!   [`raft_log`]: the Raft log store; [`state_machine`]: the committed events on disk,
 //!   snapshots as a prefix of the event file.
