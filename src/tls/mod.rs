@@ -208,4 +208,37 @@ mod tests {
         assert_eq!(certified_node_id(b"not a certificate"), None);
         assert_eq!(certified_node_id(&[]), None);
     }
+
+    fn a_node_certificate() -> Vec<u8> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        certs::init_ca(dir.path()).expect("CA");
+        let path = certs::issue_node(dir.path(), 3, "node-3.example").expect("node 3");
+        pem_certs(&path, &certs::read(&path).expect("read")).expect("parse").remove(0).to_vec()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// A peer's certificate, damaged: reading its node id gives an id or
+        /// nothing, never a panic.
+        #[test]
+        fn damaged_certificates_never_panic_the_node_id_reader(
+            changes in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                1..8,
+            ),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            static CERT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            let mut der = CERT.get_or_init(a_node_certificate).clone();
+            for (at, value) in changes {
+                let at = at.index(der.len());
+                der[at] = value;
+            }
+            der.truncate(cut.index(der.len() + 1));
+            let _ = certified_node_id(&der);
+            let _ = certified_node_id(&noise);
+        }
+    }
 }
