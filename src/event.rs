@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_aux::serde_introspection::serde_introspect;
 
 /// An event sent by a game server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum GameEvent {
     /// Goes through Raft: durable and replicated in one order to every node.
     Critical(CriticalEvent),
@@ -21,7 +21,7 @@ pub enum GameEvent {
 }
 
 /// Events that change the game's shared, authoritative state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub enum CriticalEvent {
     PlayerJoin { player_id: u64, name: String, timestamp: u64 },
@@ -31,7 +31,7 @@ pub enum CriticalEvent {
 }
 
 /// High-rate events whose latest value is all that matters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub enum EphemeralEvent {
     PlayerMove { player_id: u64, x: f32, y: f32, z: f32, timestamp: u64 },
