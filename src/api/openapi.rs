@@ -16,7 +16,7 @@
 //!   its status if it names none), as [`ErrorCode`]'s table gives them;
 //! - **event objects**: an externally tagged enum's `{"Variant": ...}` object
 //!   has exactly one property, as serde reads it;
-//! - **number ranges**: an `i32` is bounded by its type's range.
+//! - **number ranges**: an `i32` or `f32` is bounded by its type's range.
 
 use std::borrow::Cow;
 
@@ -257,13 +257,15 @@ fn close_tagged_variants(schema: &mut Value, deny_unknown_fields: bool) {
     }
 }
 
-/// utoipa gives an `i32` its `format` but not its range, which serde
-/// enforces.
+/// utoipa gives an `i32` or `f32` its `format` but not its range, which
+/// serde enforces for an `i32`, and `event.rs` for the one `f32` the API
+/// reads (a coordinate; every `f32` it answers with is finite).
 fn add_number_ranges(schema: &mut Value) {
     match schema {
         Value::Object(object) => {
             let range = match object.get("format").and_then(Value::as_str) {
                 Some("int32") => Some((json!(i32::MIN), json!(i32::MAX))),
+                Some("float") => Some((json!(-f64::from(f32::MAX)), json!(f64::from(f32::MAX)))),
                 _ => None,
             };
             if let Some((minimum, maximum)) = range {

@@ -370,6 +370,10 @@ async fn the_event_schema_accepts_exactly_what_the_handler_does() {
         critical("PlayerLeave", json!({ "player_id": 7, "timestamp": 9, "extra": true })),
         critical("PlayerLeave", json!({ "player_id": 7.5, "timestamp": 9 })),
         ephemeral("PlayerMove", move_to(json!("1.5"))),
+        ephemeral("PlayerMove", move_to(json!(f32::MAX))),
+        ephemeral("PlayerMove", move_to(json!(-f32::MAX))),
+        ephemeral("PlayerMove", move_to(json!(1e39))),
+        ephemeral("PlayerMove", move_to(json!(-3.5e38))),
         json!({ "event": critical("PlayerLeave", leave.clone())["event"], "request_id": "r-1" }),
         json!({ "event": critical("PlayerLeave", leave.clone())["event"], "request_id": null }),
         json!({ "event": critical("PlayerLeave", leave.clone())["event"], "request_id": "" }),
@@ -385,5 +389,26 @@ async fn the_event_schema_accepts_exactly_what_the_handler_does() {
         assert_documented(&doc, "POST", "/events", &answer);
         assert_eq!(schema.is_valid(&body), answer.status.is_success(), "{body}: {} {}", answer.status, answer.body);
     }
+    node.shutdown().await;
+}
+
+/// A coordinate beyond `f32`'s range was accepted as infinity, which
+/// `GET /ephemeral` then served as `null`: an answer of another shape than
+/// the documented (and the design's) number. It is refused instead.
+#[tokio::test]
+async fn a_coordinate_beyond_f32_is_refused_and_never_served_as_null() {
+    let (node, app) = founder(&[]).await;
+    let doc = document();
+    for x in [1e39, -1e39, f64::MAX] {
+        let moved = json!({ "event": { "Ephemeral": { "PlayerMove": { "player_id": 4, "x": x, "y": 0.0, "z": 0.0, "timestamp": 9 } } } });
+        let answer = documented(&doc, &app, "POST", "/events", None, Some(moved)).await;
+        assert_eq!(
+            (answer.status, answer.body["error"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")),
+            "{x}"
+        );
+    }
+    let held = documented(&doc, &app, "GET", "/ephemeral", None, None).await;
+    assert_eq!(held.body["positions"], json!([]));
     node.shutdown().await;
 }
