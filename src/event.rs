@@ -52,7 +52,7 @@ pub enum EphemeralEvent {
 }
 
 /// A coordinate: a JSON number that rounds to a finite `f32` (the OpenAPI
-/// document says `±f32::MAX`). serde's own `f32` takes a larger one as infinity,
+/// document bounds it by `±3.4028235e38`, `f32::MAX` as printed). serde's own `f32` takes a larger one as infinity,
 /// which JSON cannot carry back out: `GET /ephemeral` would show `null`.
 fn coordinate<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f32, D::Error> {
     let value = f64::deserialize(deserializer)?;

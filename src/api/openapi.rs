@@ -257,6 +257,11 @@ fn close_tagged_variants(schema: &mut Value, deny_unknown_fields: bool) {
     }
 }
 
+/// `f32::MAX` as JSON writers print it: its shortest decimal, which reads as
+/// that `f32` but as an `f64` a little above `f32::MAX`. Every `f32` is
+/// printed within `±` this, and every number within it is a finite `f32`.
+const F32_MAX_AS_PRINTED: f64 = 3.4028235e38;
+
 /// utoipa gives an `i32` or `f32` its `format` but not its range, which
 /// serde enforces for an `i32`, and `event.rs` for the one `f32` the API
 /// reads (a coordinate; every `f32` it answers with is finite).
@@ -265,7 +270,7 @@ fn add_number_ranges(schema: &mut Value) {
         Value::Object(object) => {
             let range = match object.get("format").and_then(Value::as_str) {
                 Some("int32") => Some((json!(i32::MIN), json!(i32::MAX))),
-                Some("float") => Some((json!(-f64::from(f32::MAX)), json!(f64::from(f32::MAX)))),
+                Some("float") => Some((json!(-F32_MAX_AS_PRINTED), json!(F32_MAX_AS_PRINTED))),
                 _ => None,
             };
             if let Some((minimum, maximum)) = range {

@@ -372,6 +372,8 @@ async fn the_event_schema_accepts_exactly_what_the_handler_does() {
         ephemeral("PlayerMove", move_to(json!("1.5"))),
         ephemeral("PlayerMove", move_to(json!(f32::MAX))),
         ephemeral("PlayerMove", move_to(json!(-f32::MAX))),
+        ephemeral("PlayerMove", move_to(json!(3.4028235e38))),
+        ephemeral("PlayerMove", move_to(json!(3.4028236e38))),
         ephemeral("PlayerMove", move_to(json!(1e39))),
         ephemeral("PlayerMove", move_to(json!(-3.5e38))),
         json!({ "event": critical("PlayerLeave", leave.clone())["event"], "request_id": "r-1" }),
@@ -410,5 +412,23 @@ async fn a_coordinate_beyond_f32_is_refused_and_never_served_as_null() {
     }
     let held = documented(&doc, &app, "GET", "/ephemeral", None, None).await;
     assert_eq!(held.body["positions"], json!([]));
+    node.shutdown().await;
+}
+
+/// `±f32::MAX` is accepted, and served back as JSON writers print it,
+/// `3.4028235e38`: the shortest decimal that reads as that `f32`, a little
+/// beyond `f32::MAX` read as an `f64`. The document's bounds allow it.
+#[tokio::test]
+async fn the_largest_coordinates_are_served_within_the_documented_bounds() {
+    let (node, app) = founder(&[]).await;
+    let doc = document();
+    for (player, x) in
+        [(1, json!(f32::MAX)), (2, json!(-f32::MAX)), (3, json!(3.4028235e38)), (4, json!(-3.4028235e38))]
+    {
+        let moved = json!({ "event": { "Ephemeral": { "PlayerMove": { "player_id": player, "x": x, "y": 0.0, "z": 0.0, "timestamp": 9 } } } });
+        assert_eq!(documented(&doc, &app, "POST", "/events", None, Some(moved)).await.status, StatusCode::OK, "{x}");
+    }
+    let held = documented(&doc, &app, "GET", "/ephemeral", None, None).await;
+    assert_eq!(held.body["positions"].as_array().map(Vec::len), Some(4), "{}", held.body);
     node.shutdown().await;
 }
