@@ -4,19 +4,20 @@
 //! `#[utoipa::path]` gives its path, parameters, body and answers, and the
 //! body types derive their schemas (`ToSchema`) from the same definitions
 //! serde uses. The router registers every route together with its
-//! documentation (utoipa-axum's `routes!`, in [`super::routes`]), so a route
+//! documentation (utoipa-axum's `routes!`, in `api::routes`), so a route
 //! cannot be served and left out of the document, or the reverse.
 //!
-//! [`finish`] then adds what no single handler states:
+//! `finish` then adds what no single handler states:
 //! - **security**: the bearer scheme, and for each operation the role
-//!   [`required_role`] (what `authorize.rs` enforces) gives it; an operation
+//!   `authorize::required_role` (what the API enforces) gives it; an operation
 //!   that needs one also answers 401 `unauthorized` and 403 `forbidden`;
 //! - **error bodies**: every 4xx/5xx answer is an [`ApiError`] whose `error`
 //!   is one of the codes its description names in backticks (all codes of
 //!   its status if it names none), as [`ErrorCode`]'s table gives them;
 //! - **event objects**: an externally tagged enum's `{"Variant": ...}` object
 //!   has exactly one property, as serde reads it;
-//! - **number ranges**: an `i32` or `f32` is bounded by its type's range.
+//! - **number ranges**: an `i32` or `f32` is bounded by its type's range (an
+//!   `f32`'s as JSON writers print it).
 
 use std::borrow::Cow;
 
@@ -37,7 +38,7 @@ use crate::event::{CriticalEvent, EphemeralEvent};
 /// The name of the bearer security scheme in the document.
 const BEARER: &str = "bearer";
 
-/// The document as built from `routes`' documentation.
+/// The OpenAPI document, as `GET /openapi.json` serves it.
 pub fn document() -> Value {
     finish(super::routes().split_for_parts().1)
 }
@@ -129,6 +130,8 @@ impl ToSchema for ApiError {
 
 /// Adds to `openapi` what no handler states (see the module doc).
 fn finish(openapi: OpenApi) -> Value {
+    // utoipa's types are plain data with string map keys: they always
+    // serialize, and the default is never used.
     let mut doc = serde_json::to_value(openapi).unwrap_or_default();
     doc["components"]["securitySchemes"] = json!({
         BEARER: {
