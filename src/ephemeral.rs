@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use crate::event::EphemeralEvent;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A player's latest position (`PlayerMove`).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PlayerPosition {
     pub player_id: u64,
     pub x: f32,
@@ -23,7 +24,8 @@ pub struct PlayerPosition {
     pub timestamp: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A `PlayerAction`, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PlayerAction {
     pub player_id: u64,
     pub action: String,
@@ -31,7 +33,7 @@ pub struct PlayerAction {
 }
 
 /// What the leader currently holds, as served by `GET /ephemeral`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EphemeralSnapshot {
     /// Latest position of each player, ordered by player id.
     pub positions: Vec<PlayerPosition>,

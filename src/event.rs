@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_aux::serde_introspection::serde_introspect;
 
 /// An event sent by a game server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum GameEvent {
     /// Goes through Raft: durable and replicated in one order to every node.
     Critical(CriticalEvent),
@@ -21,7 +21,7 @@ pub enum GameEvent {
 }
 
 /// Events that change the game's shared, authoritative state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub enum CriticalEvent {
     PlayerJoin { player_id: u64, name: String, timestamp: u64 },
@@ -31,11 +31,37 @@ pub enum CriticalEvent {
 }
 
 /// High-rate events whose latest value is all that matters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub enum EphemeralEvent {
-    PlayerMove { player_id: u64, x: f32, y: f32, z: f32, timestamp: u64 },
-    PlayerAction { player_id: u64, action: String, timestamp: u64 },
+    PlayerMove {
+        player_id: u64,
+        #[serde(deserialize_with = "coordinate")]
+        x: f32,
+        #[serde(deserialize_with = "coordinate")]
+        y: f32,
+        #[serde(deserialize_with = "coordinate")]
+        z: f32,
+        timestamp: u64,
+    },
+    PlayerAction {
+        player_id: u64,
+        action: String,
+        timestamp: u64,
+    },
+}
+
+/// A coordinate: a JSON number that rounds to a finite `f32` (the OpenAPI
+/// document bounds it by `±3.4028235e38`, `f32::MAX` as printed). serde's own `f32` takes a larger one as infinity,
+/// which JSON cannot carry back out: `GET /ephemeral` would show `null`.
+fn coordinate<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f32, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    let coordinate = value as f32;
+    if coordinate.is_finite() {
+        Ok(coordinate)
+    } else {
+        Err(serde::de::Error::custom(format!("{value} is beyond the range of a 32-bit float")))
+    }
 }
 
 /// Where a body's event names a kind or a type that does not exist: the

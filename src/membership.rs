@@ -20,15 +20,19 @@ use tokio::time::Instant;
 use crate::types::{NodeId, PeerAddr, Raft};
 
 /// Body of `POST /nodes`: a node asking to become a member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
+    #[schema(value_type = u64)]
     pub id: NodeId,
+    /// `host:port` of the node's Raft (gRPC) listener, as its peers dial it.
     pub raft_addr: String,
+    /// `host:port` of the node's HTTP API.
     pub http_addr: String,
     /// The joining node's incarnation. A member of the same id with another
-    /// incarnation lost its state and is replaced.
+    /// incarnation lost its state and is replaced. At most 64 hex digits.
     #[serde(default)]
+    #[schema(pattern = "^[0-9a-fA-F]{0,64}$")]
     pub incarnation: String,
     /// For a request without an incarnation: the node holds no Raft state,
     /// so a member of the same id must be replaced, not resumed.

@@ -1,6 +1,7 @@
 //! Which role each endpoint needs, checked before any handler runs.
 //!
-//! `GET /health` and `GET /ready` are open (load balancers probe them);
+//! `GET /health` and `GET /ready` are open (load balancers probe them), and
+//! so is `GET /openapi.json` (the API's description, which holds no data);
 //! other reads need `read`; `POST /events` needs `write`; everything else
 //! (membership changes, and any other method or path) needs `admin`. A
 //! follower checks the token too, and forwards it: the leader checks the
@@ -18,7 +19,7 @@ use crate::auth::{Denied, Role};
 /// The role `method` on `path` needs; `None` for the open endpoints.
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     match (method, path) {
-        (_, "/health" | "/ready") => None,
+        (_, "/health" | "/ready" | "/openapi.json") => None,
         (&Method::POST, "/events") => Some(Role::Write),
         (&Method::GET | &Method::HEAD, _) => Some(Role::Read),
         _ => Some(Role::Admin),

@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
@@ -13,39 +14,58 @@ use super::AppState;
 use crate::membership::{self, JoinOutcome, JoinRequest, MembershipError};
 use crate::types::NodeId;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One member, as `GET /nodes` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NodeInfo {
+    #[schema(value_type = u64)]
     pub id: NodeId,
     pub raft_addr: String,
     pub http_addr: String,
     /// `voter` or `learner`.
+    #[schema(pattern = "^(voter|learner)$")]
     pub role: String,
     pub is_leader: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `GET /nodes`: this node's copy of the membership.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NodesResponse {
+    #[schema(value_type = Option<u64>, required = true)]
     pub leader: Option<NodeId>,
     pub term: u64,
     pub nodes: Vec<NodeInfo>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `POST /nodes` done.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JoinResponse {
     pub success: bool,
     pub message: String,
+    #[schema(value_type = u64)]
     pub node_id: NodeId,
+    /// `already_member`, `joined` or `replaced`.
+    #[schema(pattern = "^(already_member|joined|replaced)$")]
     pub outcome: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `DELETE /nodes/{id}` done.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RemoveResponse {
     pub success: bool,
     pub message: String,
+    #[schema(value_type = u64)]
     pub node_id: NodeId,
 }
 
 /// Every member, as this node's copy of the membership has it.
+#[utoipa::path(
+    get,
+    path = "/nodes",
+    tag = "cluster",
+    summary = "The members",
+    responses((status = 200, description = "Every member, as this node's copy of the membership has it.",
+        body = NodesResponse)),
+)]
 pub async fn list_nodes(State(state): State<AppState>) -> Json<NodesResponse> {
     let (leader, term) = {
         let metrics = state.raft.metrics();
@@ -68,6 +88,27 @@ pub async fn list_nodes(State(state): State<AppState>) -> Json<NodesResponse> {
 }
 
 /// Adds the node to the cluster (learner, catch-up, voter); run on the leader.
+#[utoipa::path(
+    post,
+    path = "/nodes",
+    tag = "cluster",
+    summary = "Join a node",
+    description = "What `--join` sends, to any member: the node becomes a learner, catches up and is \
+        promoted to voter. The same id and addresses again are harmless.",
+    request_body = JoinRequest,
+    responses(
+        (status = 200, description = "The node is a voter.", body = JoinResponse),
+        (status = 400, description = "`malformed_json` or `invalid_body`.", body = ApiError),
+        (status = 409, description = "`address_conflict`: a member with state cannot move.", body = ApiError),
+        (status = 413, description = "`payload_too_large`.", body = ApiError),
+        (status = 415, description = "`unsupported_content_type`.", body = ApiError),
+        (status = 422, description = "`invalid_field`.", body = ApiError),
+        (status = 500, description = "`membership_failed`: Raft refused the change.", body = ApiError),
+        (status = 503, description = "`not_leader`: no leader within `--leader-wait-ms`.", body = ApiError),
+        (status = 504, description = "`membership_timeout` (it may still complete) or `outcome_unknown` \
+            (the leader did not answer).", body = ApiError),
+    ),
+)]
 pub async fn join(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -105,6 +146,24 @@ pub async fn join(
 }
 
 /// Removes a voter or learner; run on the leader.
+#[utoipa::path(
+    delete,
+    path = "/nodes/{id}",
+    tag = "cluster",
+    summary = "Remove a node",
+    description = "Removes a voter or learner (then stop its process).",
+    params(("id" = u64, Path, minimum = 0, description = "The node's id.")),
+    responses(
+        (status = 200, description = "The node is no longer a member.", body = RemoveResponse),
+        (status = 400, description = "`invalid_path`: the id is not a number.", body = ApiError),
+        (status = 404, description = "`unknown_node`: not a member.", body = ApiError),
+        (status = 409, description = "`last_voter`: the last voter cannot be removed.", body = ApiError),
+        (status = 500, description = "`membership_failed`: Raft refused the change.", body = ApiError),
+        (status = 503, description = "`not_leader`: no leader within `--leader-wait-ms`.", body = ApiError),
+        (status = 504, description = "`membership_timeout` (it may still complete) or `outcome_unknown` \
+            (the leader did not answer).", body = ApiError),
+    ),
+)]
 pub async fn remove(State(state): State<AppState>, headers: HeaderMap, ApiPath(id): ApiPath<NodeId>) -> Response {
     let forward = ForwardRequest {
         method: Method::DELETE,

@@ -5,12 +5,15 @@ use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, ApiQuery};
 use super::forward::{ForwardRequest, LocalError};
+use super::openapi::EventsAnswer;
 use super::request_id;
 use super::AppState;
+use crate::ephemeral::EphemeralSnapshot;
 use crate::event::{CriticalEvent, EphemeralEvent, GameEvent};
 use crate::proposer::{ProposeError, RequestId};
 use crate::types::EventOutcome;
@@ -20,22 +23,25 @@ pub const MAX_PAGE_LIMIT: u64 = 10_000;
 
 /// The body of `POST /events`: the design's `{"event": ...}`, optionally
 /// with the client's request id (see `request_id.rs`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostEventRequest {
     pub event: GameEvent,
     /// Names the write, so that sending it again (to any node) cannot append
     /// it twice. Used by critical events only; accepted and ignored for
-    /// ephemeral ones.
+    /// ephemeral ones. 1 to 128 bytes of UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
     pub request_id: Option<String>,
 }
 
 /// The design's answer to `POST /events`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PostEventResponse {
     pub success: bool,
     pub message: String,
+    /// The Raft entry that committed the event; `null` for an ephemeral one.
+    #[schema(required = true)]
     pub log_index: Option<u64>,
     /// Only when the client gave a request id for a critical event: `true` if
     /// an earlier request with that id had committed the event, and
@@ -52,14 +58,14 @@ pub struct PostEventResponse {
 }
 
 /// The design's `GET /events` body: every committed event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventsResponse {
     pub events: Vec<GameEvent>,
     pub count: u64,
 }
 
 /// `GET /events?from=N&limit=M`: one page, by event position (0-based).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventsPage {
     pub events: Vec<GameEvent>,
     pub count: u64,
@@ -71,11 +77,45 @@ pub struct EventsPage {
     pub total: u64,
 }
 
-#[derive(Debug, Deserialize)]
+/// The paging query of `GET /events` and `GET /log`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Position (0-based) of the first event to list; 0 if absent.
     pub from: Option<u64>,
+    /// Most events to list; at most (and by default) 10000.
     pub limit: Option<u64>,
 }
+
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "events",
+    summary = "Submit an event",
+    description = "Any node takes it. A critical event is committed through Raft on the leader (a \
+        follower forwards it and relays the answer); an ephemeral one is held by the leader.",
+    request_body = PostEventRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 128,
+            description = "The write's request id, instead of (or equal to) the body's `request_id`."),
+    ),
+    responses(
+        (status = 200, description = "Committed (critical) or accepted by the leader (ephemeral).",
+            body = PostEventResponse),
+        (status = 400, description = "`malformed_json`, `invalid_body`, `invalid_request_id` or \
+            `conflicting_request_id`; nothing was appended.", body = ApiError),
+        (status = 409, description = "`request_id_reused`: the request id named another event; \
+            nothing was appended.", body = ApiError),
+        (status = 413, description = "`payload_too_large`.", body = ApiError),
+        (status = 415, description = "`unsupported_content_type`.", body = ApiError),
+        (status = 422, description = "`unknown_event_type` or `invalid_field`.", body = ApiError),
+        (status = 500, description = "`write_failed`: Raft refused the write; nothing was appended.",
+            body = ApiError),
+        (status = 503, description = "`not_leader`: no leader within `--leader-wait-ms`.", body = ApiError),
+        (status = 504, description = "`outcome_unknown`: proposed, not confirmed in time; send it again \
+            with the same request id.", body = ApiError),
+    ),
+)]
 
 pub async fn post_event(
     State(state): State<AppState>,
@@ -165,6 +205,21 @@ async fn record_ephemeral(state: &AppState, event: EphemeralEvent) -> Result<Res
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "events",
+    summary = "The committed events",
+    description = "Without `from` and `limit`, every committed event on this node (the design's \
+        `{events, count}`); with either, one page by position. Read from this node: a follower may \
+        lag by a heartbeat.",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "The events, or one page of them.", body = EventsAnswer),
+        (status = 400, description = "`invalid_query`.", body = ApiError),
+        (status = 500, description = "`storage_error`: this node cannot read its store.", body = ApiError),
+    ),
+)]
 pub async fn get_events(State(state): State<AppState>, ApiQuery(query): ApiQuery<EventsQuery>) -> Response {
     if query.from.is_none() && query.limit.is_none() {
         return stream_all_events(state.events.clone(), state.settings.api.stalled_reader_timeout());
@@ -255,6 +310,18 @@ fn stream_all_events(log: crate::state_machine::EventList, stall: std::time::Dur
 }
 
 /// What the leader holds for ephemeral events; asked of the leader.
+#[utoipa::path(
+    get,
+    path = "/ephemeral",
+    tag = "events",
+    summary = "The leader's ephemeral state",
+    description = "Latest positions and recent actions, as the leader holds them (any node asks it).",
+    responses(
+        (status = 200, description = "The leader's ephemeral state.", body = EphemeralSnapshot),
+        (status = 503, description = "`not_leader`: no leader within `--leader-wait-ms`.", body = ApiError),
+        (status = 504, description = "`outcome_unknown`: the leader did not answer.", body = ApiError),
+    ),
+)]
 pub async fn get_ephemeral(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let forward = ForwardRequest {
         method: Method::GET,

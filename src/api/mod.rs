@@ -13,6 +13,7 @@ mod events;
 mod extract;
 mod forward;
 pub mod http_server;
+pub mod openapi;
 mod positions;
 mod request_id;
 mod status;
@@ -20,9 +21,11 @@ mod status;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use cluster::{JoinResponse, NodeInfo, NodesResponse};
 pub use error::{ApiError, ErrorCode, LeaderHint};
@@ -60,20 +63,34 @@ pub struct AppState {
     pub tokens: Arc<TokenStore>,
 }
 
+/// Every route, each registered with its handler's OpenAPI documentation
+/// (`routes!`), so that the router and the document `GET /openapi.json`
+/// serves are made from this one list.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiInfo::openapi())
+        .routes(routes!(events::post_event, events::get_events))
+        .routes(routes!(positions::get_positioned_events))
+        .routes(routes!(events::get_ephemeral))
+        .routes(routes!(status::status))
+        .routes(routes!(status::health))
+        .routes(routes!(status::ready))
+        .routes(routes!(cluster::list_nodes, cluster::join))
+        .routes(routes!(cluster::remove))
+        .routes(routes!(openapi::serve))
+}
+
+/// The document's title, version and description (from Cargo.toml).
+#[derive(utoipa::OpenApi)]
+struct ApiInfo;
+
 /// The node's HTTP routes.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.api.max_body_bytes;
     let read_timeout = state.settings.api.read_timeout();
-    Router::new()
-        .route("/events", post(events::post_event).get(events::get_events))
-        .route("/log", get(positions::get_positioned_events))
-        .route("/ephemeral", get(events::get_ephemeral))
-        .route("/status", get(status::status))
-        .route("/health", get(status::health))
-        .route("/ready", get(status::ready))
-        .route("/nodes", get(cluster::list_nodes).post(cluster::join))
-        .route("/nodes/:id", delete(cluster::remove))
+    let (routes, document) = routes().split_for_parts();
+    routes
         .fallback(not_found)
+        .layer(Extension(openapi::Document::new(document)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize::authorize))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(read_timeout))

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::events::{EventsQuery, MAX_PAGE_LIMIT};
@@ -19,7 +20,7 @@ use super::AppState;
 use crate::event::GameEvent;
 
 /// One committed event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PositionedEvent {
     /// 0-based position in the event list (`GET /events` order).
     pub position: u64,
@@ -29,12 +30,13 @@ pub struct PositionedEvent {
     /// came without one) shows as `auto-<node id>-<32 hex digits>`. Every
     /// write through the API has one (`null` only for entries proposed
     /// without, by tests and benchmarks).
+    #[schema(required = true)]
     pub request_id: Option<String>,
     pub event: GameEvent,
 }
 
 /// One page of `GET /log`, shaped like `GET /events?from=&limit=`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PositionedEventsPage {
     pub entries: Vec<PositionedEvent>,
     pub count: u64,
@@ -46,6 +48,20 @@ pub struct PositionedEventsPage {
     pub total: u64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/log",
+    tag = "events",
+    summary = "The committed events with position, log index and request id",
+    description = "One page (from `from`, at most `limit`, 10000 by default), read from this node: a \
+        follower may lag by a heartbeat.",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "One page of the log.", body = PositionedEventsPage),
+        (status = 400, description = "`invalid_query`.", body = ApiError),
+        (status = 500, description = "`storage_error`: this node cannot read its store.", body = ApiError),
+    ),
+)]
 pub async fn get_positioned_events(State(state): State<AppState>, ApiQuery(query): ApiQuery<EventsQuery>) -> Response {
     let from = query.from.unwrap_or(0);
     let limit = query.limit.unwrap_or(MAX_PAGE_LIMIT).min(MAX_PAGE_LIMIT);

@@ -471,3 +471,4 @@ async fn the_log_lists_events_with_position_log_index_and_request_id() {
 mod auth;
 mod batching;
 mod hostile;
+mod openapi;
