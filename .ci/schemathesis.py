@@ -3,14 +3,16 @@
 
 - A venv under the cargo target directory (target/ci-venv) gets a pinned
   Schemathesis from PyPI (once; kept while the version matches).
-- `gameraft cluster` (the debug build, built if missing) starts 3 nodes on free
-  ports in a temporary directory; its printed node lines give their addresses.
+- `gameraft cluster --secure` (the debug build, built if missing) starts 3 nodes
+  on free ports in a temporary directory, with client tokens and peer TLS; its
+  printed node lines give their addresses, and every request carries the admin
+  token it made. Requests sent to a follower are forwarded to the leader over
+  the peer TLS.
 - /openapi.json is fetched and checked to be an OpenAPI 3.1 document; then
   Schemathesis runs against the leader, and again against a follower, with a
   bounded number of examples per operation, checking that no answer is a 5xx
   and that each answer's status, content type and body are the document's.
-  `POST /nodes` and `DELETE /nodes/{id}` are left out: the cluster has no
-  tokens (`gameraft cluster` cannot yet watch a cluster that needs them), so
+  `POST /nodes` and `DELETE /nodes/{id}` are left out: with the admin token,
   generated ones would change the membership under the run (their answers, and
   the 401 and 403 ones, are checked by src/api/tests/openapi.rs).
 - Every request and answer is recorded (HAR). Afterwards, once the nodes agree
@@ -94,8 +96,14 @@ def free_base_ports(nodes):
     raise RuntimeError("found no free ports")
 
 
+# The admin token of the cluster under test, sent with every request.
+TOKEN = {"value": None}
+
+
 def http(method, url, timeout=10):
     request = urllib.request.Request(url, method=method)
+    if TOKEN["value"]:
+        request.add_header("Authorization", f"Bearer {TOKEN['value']}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
@@ -121,11 +129,13 @@ class Cluster:
         http_base, raft_base = free_base_ports(3)
         self.output = open(os.path.join(workdir, "cluster.out"), "w+")
         self.dir = os.path.join(workdir, "cluster")
-        command = [exe, "cluster", "--nodes", "3", "--dir", self.dir]
+        command = [exe, "cluster", "--nodes", "3", "--secure", "--dir", self.dir]
         command += ["--base-http-port", str(http_base), "--base-raft-port", str(raft_base)]
         print("$ " + " ".join(command), flush=True)
         self.proc = subprocess.Popen(command, stdout=self.output, stderr=subprocess.STDOUT, start_new_session=True)
         self.urls, self.leader = wait_until("the cluster to form", FORM_LIMIT_S, self.formed)
+        with open(os.path.join(self.dir, "secure", "admin-token")) as file:
+            TOKEN["value"] = file.read().strip()
         print(f"cluster formed: {self.urls}, leader is node {self.leader}", flush=True)
 
     def formed(self):
@@ -169,11 +179,12 @@ def fetch_document(url):
 
 def run_schemathesis(exe, url, workdir, har):
     command = [exe, "run", url + "/openapi.json", "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES)]
+    command += ["--header", f"Authorization: Bearer {TOKEN['value']}"]
     for operation in EXCLUDED_OPERATIONS:
         command += ["--exclude-operation-id", operation]
     # Unsanitized: the check below needs the Idempotency-Key headers as sent.
     command += ["--report", "har", "--report-har-path", har, "--output-sanitize", "false", "--request-timeout", "30"]
-    print("$ " + " ".join(command), flush=True)
+    print("$ " + " ".join(command).replace(TOKEN["value"], "<admin token>"), flush=True)
     started = time.monotonic()
     # In the work directory: Schemathesis keeps a cache of failures in its own.
     code = subprocess.run(command, cwd=workdir, env=dict(os.environ, NO_COLOR="1")).returncode
