@@ -97,6 +97,14 @@ impl NodeFlags {
     }
 }
 
+impl NodeFlags {
+    /// The value given for the `serve` flag `--<long>`, if any.
+    fn value(&self, long: &str) -> Option<String> {
+        let prefix = format!("--{long}=");
+        self.0.iter().find_map(|arg| arg.to_str()?.strip_prefix(&prefix).map(str::to_string))
+    }
+}
+
 impl Args for NodeFlags {
     fn augment_args(cmd: clap::Command) -> clap::Command {
         cmd.args(Self::definitions())
@@ -241,11 +249,14 @@ async fn start_nodes(
 async fn wait_until_formed(config: &ClusterConfig, credentials: Option<&Credentials>) -> Result<(), ClusterError> {
     let limit = Duration::from_secs(60);
     let deadline = Instant::now() + limit;
+    // Nodes that check tokens are watched with an admin token: the one made
+    // for --secure, or the one the nodes join with.
+    let token = credentials.map(|c| c.admin_token.clone()).or_else(|| config.node_flags.value("join-token"));
     let clients: Vec<Client> = (0..config.nodes)
         .map(|i| {
             let base = format!("http://127.0.0.1:{}", config.base_http_port + i);
-            match credentials {
-                Some(credentials) => Client::with_token(base, &credentials.admin_token),
+            match &token {
+                Some(token) => Client::with_token(base, token),
                 None => Client::new(base),
             }
         })

@@ -163,3 +163,41 @@ async fn a_secure_cluster_needs_the_printed_token_and_its_peers_use_their_certif
     let status = tokio::time::timeout(Duration::from_secs(60), cluster.wait()).await.expect("exits").expect("wait");
     assert!(status.success(), "the command exited {status}");
 }
+
+/// `gameraft cluster` given a tokens file and a join token (an admin token)
+/// watches its nodes with that token: it reports the cluster formed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_given_a_tokens_file_and_a_join_token_forms_and_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = gameraft::auth::new_token();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("admin {} ops\n", gameraft::auth::hash_hex(&token))).expect("tokens file");
+    let (http, raft) = free_bases(3);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
+    command
+        .args(["cluster", "--nodes", "3", "--in-memory"])
+        .arg(format!("--auth-tokens-file={}", tokens.display()))
+        .env("GAMERAFT_JOIN_TOKEN", &token)
+        .arg(format!("--base-http-port={http}"))
+        .arg(format!("--base-raft-port={raft}"))
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut cluster = command.spawn().expect("start gameraft cluster");
+    let mut lines = BufReader::new(cluster.stdout.take().expect("stdout piped")).lines();
+    let formed = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("leader is node") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(formed, Ok(true), "the cluster formed and said so");
+    kill(Pid::from_raw(cluster.id().expect("running") as i32), Signal::SIGTERM).expect("SIGTERM the command");
+    let status = tokio::time::timeout(Duration::from_secs(60), cluster.wait()).await.expect("exits").expect("wait");
+    assert!(status.success(), "the command exited {status}");
+}
