@@ -213,6 +213,7 @@ impl RunningNode {
             raft: raft.clone(),
             registry,
             events,
+            reads: api::StoreReads::default(),
             ephemeral: Arc::new(EphemeralStore::new(settings.api.recent_actions, settings.api.max_players)),
             proposer: Proposer::spawn(raft.clone(), BatchLimits::from_config(&config), config.api.write_timeout()),
             forwarder: Forwarder::new(settings.api.forward_timeout())?,

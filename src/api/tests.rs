@@ -94,7 +94,7 @@ async fn post_then_get_events_use_the_designs_exact_shapes() {
     }
     assert!(indexes.windows(2).all(|w| w[0] < w[1]));
 
-    // Streamed in chunks of two events (the test build's chunk size), the
+    // Streamed in chunks of about 100 bytes (the test build's size), the
     // body is byte for byte what serializing the whole list gives.
     let (status, bytes) = call_raw(&app, "GET", "/events", None, b"").await;
     assert_eq!(status, StatusCode::OK);

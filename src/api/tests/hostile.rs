@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use serde_json::json;
 use tower::ServiceExt;
 
-use super::{join_event, post_json, single_node};
+use super::{join_event, post_json, single_node, single_node_with};
 
 /// More `GET /events` readers that never read than the runtime has
 /// blocking threads (512): a write still commits, which needs the Raft
@@ -39,7 +40,7 @@ async fn six_hundred_readers_that_never_read_do_not_stall_a_write() {
 async fn a_reader_that_stops_reading_is_cut_off_after_the_stall_timeout() {
     use http_body_util::BodyExt;
 
-    let (node, app, _data) = super::single_node_with(&["--stalled-reader-timeout-ms", "200"]).await;
+    let (node, app, _data) = single_node_with(&["--stalled-reader-timeout-ms", "200"]).await;
     for player in 0..40 {
         assert_eq!(post_json(&app, "/events", join_event(player)).await.0, StatusCode::OK);
     }
@@ -58,6 +59,37 @@ async fn a_reader_that_stops_reading_is_cut_off_after_the_stall_timeout() {
         .to_bytes();
     assert!(cut.len() < full.len(), "a stalled reader got the whole list: {} bytes", cut.len());
     assert!(cut.starts_with(b"{\"events\":["), "{:?}", String::from_utf8_lossy(&cut));
+    node.shutdown().await;
+}
+
+/// A `PlayerJoin` whose name is `bytes` long: events large enough that a
+/// few of them outweigh what the node may buffer for one reader.
+fn big_join(player_id: u64, bytes: usize) -> serde_json::Value {
+    json!({ "event": { "Critical": { "PlayerJoin": { "player_id": player_id, "name": "n".repeat(bytes), "timestamp": 1 } } } })
+}
+
+/// What a reader that stops reading makes the node hold is a few chunks of
+/// bounded size, not a number of events: with 40 KB events, all it had
+/// buffered when it was cut off is under 128 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_holds_a_bounded_number_of_bytes_whatever_the_events_size() {
+    use http_body_util::BodyExt;
+
+    let (node, app, _data) = single_node_with(&["--stalled-reader-timeout-ms", "200"]).await;
+    for player in 0..40 {
+        assert_eq!(post_json(&app, "/events", big_join(player, 40_000)).await.0, StatusCode::OK);
+    }
+    let request = Request::builder().method("GET").uri("/events").body(Body::empty()).expect("request");
+    let stalled = app.clone().oneshot(request).await.expect("answered");
+    // The stall is the input under test, not a wait for something to happen.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cut = tokio::time::timeout(Duration::from_secs(5), stalled.into_body().collect())
+        .await
+        .expect("the body ends instead of waiting")
+        .expect("the chunks it had")
+        .to_bytes();
+    assert!(cut.starts_with(b"{\"events\":["), "{:?}", String::from_utf8_lossy(&cut[..cut.len().min(40)]));
+    assert!(cut.len() <= 128 * 1024, "a stalled reader held {} bytes", cut.len());
     node.shutdown().await;
 }
 
@@ -96,7 +128,7 @@ async fn a_write_commits_while_every_blocking_thread_is_busy() {
 async fn silent_connections_are_closed_after_the_read_timeout_and_a_client_behind_them_is_served() {
     use tokio::io::AsyncReadExt;
 
-    let (node, _app, _data) = super::single_node_with(&["--max-connections", "8", "--read-timeout-ms", "300"]).await;
+    let (node, _app, _data) = single_node_with(&["--max-connections", "8", "--read-timeout-ms", "300"]).await;
     let addr = node.http_addr;
     let mut silent = Vec::new();
     for _ in 0..40 {
