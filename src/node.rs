@@ -238,6 +238,7 @@ impl RunningNode {
         let limits = api::http_server::ConnectionLimits {
             max_connections: config.api.max_connections,
             header_read_timeout: config.api.read_timeout(),
+            write_stall_timeout: config.api.stalled_reader_timeout(),
         };
         let http_task =
             tokio::spawn(api::http_server::serve(http_listener, api::router(state.clone()), limits, stop_http.clone()));

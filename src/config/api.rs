@@ -56,8 +56,9 @@ pub struct ApiSettings {
     #[arg(long, env = "GAMERAFT_MAX_PLAYERS", default_value_t = defaults::MAX_PLAYERS)]
     pub max_players: usize,
 
-    /// How long a streamed `GET /events` waits for a reader that stopped
-    /// reading before it cuts the response off.
+    /// How long the node waits for a client that stopped reading its
+    /// answer (a streamed `GET /events`, or any other) before it cuts the
+    /// answer off and resets the connection.
     #[arg(long, env = "GAMERAFT_STALLED_READER_TIMEOUT_MS", default_value_t = defaults::STALLED_READER_TIMEOUT_MS)]
     pub stalled_reader_timeout_ms: u64,
 

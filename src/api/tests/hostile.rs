@@ -93,6 +93,39 @@ async fn a_stalled_reader_holds_a_bounded_number_of_bytes_whatever_the_events_si
     node.shutdown().await;
 }
 
+/// A client that stops reading a response on a real connection: once
+/// nothing could be written to it for `--stalled-reader-timeout-ms`, the
+/// node closes the connection, freeing its slot (here the only one) and
+/// what it had buffered for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_client_stops_reading_is_closed_and_frees_its_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let flags = ["--max-connections", "1", "--stalled-reader-timeout-ms", "300", "--read-timeout-ms", "60000"];
+    let (node, app, _data) = single_node_with(&flags).await;
+    // 9.6 MB of events: more than the two sockets' buffers take in (the
+    // kernel lets a send buffer grow to 4 MiB).
+    for player in 0..160 {
+        assert_eq!(post_json(&app, "/events", big_join(player, 60_000)).await.0, StatusCode::OK);
+    }
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("a small receive buffer");
+    let mut stalled = socket.connect(node.http_addr).await.expect("connect");
+    stalled.write_all(b"GET /events HTTP/1.1\r\nHost: test\r\n\r\n").await.expect("request sent");
+    // Never read from `stalled`: until the node cuts it off, it holds the
+    // only connection slot, and a new client waits unaccepted.
+    let health = reqwest::Client::new().get(format!("http://{}/health", node.http_addr)).send();
+    let health = tokio::time::timeout(Duration::from_secs(20), health).await;
+    assert!(
+        matches!(&health, Ok(Ok(answer)) if answer.status() == 200),
+        "the stalled connection kept the only slot: {health:?}"
+    );
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(20), stalled.read_to_end(&mut got)).await;
+    assert!(ended.is_ok(), "the stalled connection is still open after {} bytes", got.len());
+    node.shutdown().await;
+}
+
 /// Every thread of the runtime's blocking pool busy (as many clients'
 /// reads could make it): a write still commits, its log append and fsync
 /// running on the node's own I/O threads.
