@@ -144,11 +144,40 @@ pub async fn join(raft: &Raft, request: &JoinRequest, timeout: Duration) -> Resu
     }
 
     tracing::info!(node = id, %addr, "adding learner and waiting for it to catch up");
-    retry_until(deadline, timeout, || raft.add_learner(id, addr.clone(), true)).await?;
+    let added = retry_until(deadline, timeout, || raft.add_learner(id, addr.clone(), true)).await?;
+    wait_for_learner(raft, id, added.log_id.index, deadline, timeout).await?;
     tracing::info!(node = id, "promoting learner to voter");
     retry_until(deadline, timeout, || raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false))
         .await?;
     Ok(outcome)
+}
+
+/// Waits until learner `id` holds the log up to `index` (the entry that
+/// added it), as the leader's replication metrics report it.
+///
+/// OpenRaft's blocking `add_learner` is not enough before a promotion: it
+/// counts a learner within `replication_lag_threshold` (5000) entries of
+/// the leader as caught up, even one that never replied. In a young
+/// cluster that was any learner, and promoting one that cannot be reached
+/// took the quorum away.
+async fn wait_for_learner(
+    raft: &Raft,
+    id: NodeId,
+    index: u64,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(), MembershipError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let holds = |metrics: &crate::types::RaftMetrics| {
+        let matched = metrics.replication.as_ref().and_then(|progress| progress.get(&id).cloned().flatten());
+        matched.is_some_and(|log_id| log_id.index >= index)
+    };
+    match raft.wait(Some(left)).metrics(holds, "the learner holds the entry that added it").await {
+        Ok(_) => Ok(()),
+        // Timed out, or Raft stopped: the learner stays a learner, which
+        // changes no quorum, and a retry of the join goes on from here.
+        Err(_) => Err(MembershipError::Timeout(timeout)),
+    }
 }
 
 /// Removes a voter or learner. Must be called on the leader.

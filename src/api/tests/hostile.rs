@@ -192,3 +192,26 @@ async fn a_connection_cap_beyond_the_open_file_limit_is_refused_at_start() {
     assert!(matches!(refused, crate::node::NodeError::TooFewOpenFiles { .. }), "{refused}");
     assert!(refused.to_string().contains("--max-connections"), "{refused}");
 }
+
+/// `POST /nodes` for node `id` at addresses where nothing listens: as a
+/// learner it never catches up, so its join times out and it stays a learner.
+fn join_of(id: u64) -> serde_json::Value {
+    json!({ "id": id, "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:1" })
+}
+
+/// A join by a node that never answers the leader leaves a learner, never
+/// a voter: the quorum stays what it was and writes still commit. (OpenRaft
+/// counts a learner within `replication_lag_threshold` entries of the
+/// leader as caught up, even one that never replied; in a young cluster
+/// that was any learner, and the next step made it a voter.)
+#[tokio::test]
+async fn a_node_that_never_answers_is_not_promoted_and_writes_still_commit() {
+    let (node, app, _data) = single_node_with(&["--join-timeout-ms", "1000"]).await;
+    let (status, body) = post_json(&app, "/nodes", join_of(2)).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    let voters: Vec<u64> = node.state.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+    assert_eq!(voters, [1], "an unreachable node became a voter");
+    let write = tokio::time::timeout(Duration::from_secs(10), post_json(&app, "/events", join_event(1))).await;
+    assert!(matches!(write, Ok((StatusCode::OK, _))), "the write did not commit within 10 s: {write:?}");
+    node.shutdown().await;
+}
