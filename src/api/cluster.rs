@@ -145,16 +145,8 @@ fn validate_incarnation(incarnation: &str) -> Result<(), ApiError> {
     }
 }
 
-/// An address must be `host:port` with a numeric port.
+/// An address must be one a node could listen on and be dialled at
+/// (`membership::check_addr`); it is stored in every membership entry.
 fn validate_addr(field: &str, addr: &str) -> Result<(), ApiError> {
-    let valid =
-        addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::InvalidField,
-            format!("{field} must be host:port with a non-zero port, got {addr:?}"),
-        ))
-    }
+    membership::check_addr(addr).map_err(|err| ApiError::new(ErrorCode::InvalidAddress, format!("{field} {err}")))
 }

@@ -54,6 +54,7 @@ error_codes! {
     ConflictingRequestId => "conflicting_request_id", BAD_REQUEST;
     InvalidQuery => "invalid_query", BAD_REQUEST;
     InvalidPath => "invalid_path", BAD_REQUEST;
+    InvalidAddress => "invalid_address", BAD_REQUEST;
     Unauthorized => "unauthorized", UNAUTHORIZED;
     Forbidden => "forbidden", FORBIDDEN;
     NotFound => "not_found", NOT_FOUND;

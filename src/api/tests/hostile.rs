@@ -193,6 +193,45 @@ async fn a_connection_cap_beyond_the_open_file_limit_is_refused_at_start() {
     assert!(refused.to_string().contains("--max-connections"), "{refused}");
 }
 
+/// A join naming an address no node could listen on is refused before it
+/// reaches the leader: 400 `invalid_address`, saying which field and what
+/// is wrong with it. Nothing joins.
+#[tokio::test]
+async fn join_addresses_must_be_host_port_with_a_valid_host_and_port() {
+    let (node, app, _data) = single_node().await;
+    let too_long = format!("{}.example:5000", "a".repeat(250));
+    let cases: [(&str, &str, &str); 13] = [
+        ("raft_addr", "nohost", "no port"),
+        ("raft_addr", "127.0.0.1:0", "port"),
+        ("raft_addr", "127.0.0.1:65536", "port"),
+        ("raft_addr", "127.0.0.1:+80", "port"),
+        ("raft_addr", "127.0.0.1:", "port"),
+        ("http_addr", ":8080", "host"),
+        ("http_addr", "bad_host:8080", "host"),
+        ("http_addr", "-lead.example:8080", "host"),
+        ("http_addr", "10.0.0.300:8080", "host"),
+        ("http_addr", "::1:8080", "brackets"),
+        ("http_addr", "[::g]:8080", "host"),
+        ("http_addr", "host name:8080", "host"),
+        ("raft_addr", &too_long, "255"),
+    ];
+    for (field, addr, says) in cases {
+        let mut join = json!({ "id": 2, "raft_addr": "127.0.0.1:5002", "http_addr": "127.0.0.1:8082" });
+        join[field] = json!(addr);
+        let (status, body) = post_json(&app, "/nodes", join).await;
+        assert_eq!(
+            (status, body["error"].as_str(), body["success"].as_bool()),
+            (StatusCode::BAD_REQUEST, Some("invalid_address"), Some(false)),
+            "{addr:?}: {body}"
+        );
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(field) && message.contains(says), "{addr:?}: {message}");
+    }
+    let members = node.state.raft.metrics().borrow().membership_config.membership().nodes().count();
+    assert_eq!(members, 1, "a refused join added a member");
+    node.shutdown().await;
+}
+
 /// `POST /nodes` for node `id` at addresses where nothing listens: as a
 /// learner it never catches up, so its join times out and it stays a learner.
 fn join_of(id: u64) -> serde_json::Value {
