@@ -180,6 +180,11 @@ pub enum MembershipError {
     UnknownNode(NodeId),
     #[error("node {0} is the last voter and cannot be removed")]
     LastVoter(NodeId),
+    #[error(
+        "the cluster has {members} members (voters and learners), the most --max-members ({max}) allows: \
+         remove one (DELETE /nodes/{{id}}) before another joins, or raise --max-members"
+    )]
+    TooManyMembers { members: usize, max: usize },
     #[error("membership change did not finish within {0:?}; it may still complete")]
     Timeout(Duration),
     #[error("this node stopped being the leader")]
@@ -192,13 +197,25 @@ pub enum MembershipError {
 /// OpenRaft's error for a membership write.
 type RaftWriteError = RaftError<NodeId, ClientWriteError<NodeId, PeerAddr>>;
 
-/// Adds (or re-adds) a node. Must be called on the leader, one call at a time.
-pub async fn join(raft: &Raft, request: &JoinRequest, timeout: Duration) -> Result<JoinOutcome, MembershipError> {
+/// Adds (or re-adds) a node. Must be called on the leader, one call at a
+/// time. A node that is not a member yet is refused once the cluster has
+/// `max_members` members; a member's own join (a retry, a replacement)
+/// adds none.
+pub async fn join(
+    raft: &Raft,
+    request: &JoinRequest,
+    timeout: Duration,
+    max_members: usize,
+) -> Result<JoinOutcome, MembershipError> {
     let deadline = Instant::now() + timeout;
     let membership = raft.metrics().borrow().membership_config.membership().clone();
     let addr = request.addr();
     let id = request.id;
     let is_voter = membership.voter_ids().any(|v| v == id);
+    let members = membership.nodes().count();
+    if membership.get_node(&id).is_none() && members >= max_members {
+        return Err(MembershipError::TooManyMembers { members, max: max_members });
+    }
 
     let mut outcome = JoinOutcome::Joined;
     match plan_join(membership.get_node(&id).map(|existing| (existing, is_voter)), request)? {

@@ -88,7 +88,8 @@ pub async fn join(
     state
         .on_leader(&headers, forward, || async {
             let _one_change_at_a_time = state.membership_lock.lock().await;
-            let outcome = membership::join(&state.raft, &request, state.settings.api.join_timeout())
+            let api = &state.settings.api;
+            let outcome = membership::join(&state.raft, &request, api.join_timeout(), api.max_members)
                 .await
                 .map_err(membership_to_local)?;
             let message = match outcome {

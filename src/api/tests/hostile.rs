@@ -254,3 +254,30 @@ async fn a_node_that_never_answers_is_not_promoted_and_writes_still_commit() {
     assert!(matches!(write, Ok((StatusCode::OK, _))), "the write did not commit within 10 s: {write:?}");
     node.shutdown().await;
 }
+
+/// Joins that never finish still leave their learners in the membership:
+/// past `--max-members` members (voters and learners), a new node's join is
+/// 409 `too_many_members`; a member's own join is not a new member and is
+/// not refused.
+#[tokio::test]
+async fn a_join_past_max_members_is_refused_with_a_409_naming_the_flag() {
+    let (node, app, _data) = single_node_with(&["--max-members", "3", "--join-timeout-ms", "1000"]).await;
+    let members = || node.state.raft.metrics().borrow().membership_config.membership().nodes().count();
+    for id in [2, 3] {
+        let (status, body) = post_json(&app, "/nodes", join_of(id)).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "learner {id} never catches up: {body}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while members() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the two learners are not members: {}", members());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = post_json(&app, "/nodes", join_of(4)).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("too_many_members")), "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("--max-members") && message.contains('3'), "{message}");
+    let (status, body) = post_json(&app, "/nodes", join_of(2)).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "a member's join is not refused by the cap: {body}");
+    assert_eq!(members(), 3);
+    node.shutdown().await;
+}
