@@ -55,27 +55,45 @@ CONVERGE_S = 30         # after the load, every node must hold the same events w
 READER_RCVBUF = 4096    # the stalled readers' receive buffer
 TCP_ESTABLISHED = 1     # tcp_info.tcpi_state
 
-# The memory bound, from the serve flags' defaults (src/config/api.rs) and the per-item costs
-# the code keeps to; docs/performance.md ("Hostile load") states and explains the formula:
-#   base + max_connections x per_connection + max_players x per_player
-#        + recent_actions x (max_body_bytes + per_action) + request ids held x per_request_id
-MIB = 1024 * 1024
+# The memory bound of one node, from the serve flags' defaults and the code's own constants;
+# docs/performance.md ("Under hostile load") explains each term:
+#   bound = base + max_connections x per_connection + max_players x per_player
+#           + recent_actions x (max_body_bytes + per_action) + request ids held x per_request_id
+#   per_connection = hyper_buffer + 3 x (stream_chunk + max_entry) + connection_state
+#   max_entry = max(write_batch_max_bytes, max_body_bytes + 128 + 64) + 512
+KIB, MIB = 1024, 1024 * 1024
 BOUND = {
-    "base": 64 * MIB,              # runtime, Raft, stores, snapshot buffers: idle ~16 MiB
-    "max_connections": 1024,       # --max-connections
-    "per_connection": 512 * 1024,  # hyper's buffers + a body + a stream's queued chunks
-    "max_players": 100_000,        # --max-players
-    "per_player": 256,             # two B-tree entries (position, age) and their slack
-    "recent_actions": 1024,        # --recent-actions
-    "max_body_bytes": 64 * 1024,   # --max-body-bytes: the largest action string
+    # flag defaults (src/config/api.rs, src/config/batching.rs)
+    "max_connections": 1024,
+    "max_players": 100_000,
+    "recent_actions": 1024,
+    "max_body_bytes": 64 * KIB,
+    "write_batch_max_bytes": 128 * KIB,
+    # the code's constants
+    "base": 64 * MIB,              # runtime, Raft, stores, their threads; ~20-40 MiB measured
+    "hyper_buffer": 64 * KIB,      # api/http_server.rs CONNECTION_BUFFER_BYTES
+    "stream_chunk": 64 * KIB,      # api/events.rs STREAM_CHUNK_BYTES
+    "connection_state": 16 * KIB,  # the connection's task, hyper's state, the socket
+    "per_player": 256,             # two B-tree entries (position, age), nodes half full
     "per_action": 128,
-    "per_request_id": 256,         # docs/performance.md: ~210 bytes per id held
+    "per_request_id": 256,         # docs/performance.md: about 210 bytes per id held
 }
 
 
-def memory_bound(request_ids):
-    b = BOUND
-    return (b["base"] + b["max_connections"] * b["per_connection"]
+def max_entry_bytes(b=BOUND):
+    """The largest log entry, hence event-file record (config::NodeConfig::max_entry_bytes)."""
+    return max(b["write_batch_max_bytes"], b["max_body_bytes"] + 128 + 64) + 512
+
+
+def per_connection_bytes(b=BOUND):
+    """A stalled GET /events, the costliest connection: hyper's buffer, the chunk hyper took, one
+    queued and one being built, each up to a chunk and one record. (A POST: hyper's buffer and a
+    few copies of a 64 KiB body, less.)"""
+    return b["hyper_buffer"] + 3 * (b["stream_chunk"] + max_entry_bytes(b)) + b["connection_state"]
+
+
+def memory_bound(request_ids, b=BOUND):
+    return (b["base"] + b["max_connections"] * per_connection_bytes(b)
             + b["max_players"] * b["per_player"]
             + b["recent_actions"] * (b["max_body_bytes"] + b["per_action"])
             + request_ids * b["per_request_id"])
@@ -185,6 +203,7 @@ class NodeSampler(threading.Thread):
         self.procs, self.names, self.ports = procs, names, ports
         self.samples = []   # (at, name, rss_kib, hwm_kib, fds, threads, alive)
         self.stalled = []   # (at, {port: connections}), each second
+        self.tcp_mem = []   # (at, pages of the kernel's TCP buffers, machine-wide), each second
         self.stop = threading.Event()
 
     def run(self):
@@ -195,6 +214,7 @@ class NodeSampler(threading.Thread):
                 self.samples.append((now, name, *proc_status(self.procs.live[name])))
             if n % 5 == 0:
                 self.stalled.append((now, stalled_connections(self.ports)))
+                self.tcp_mem.append((now, tcp_mem_pages()))
             n += 1
 
     def peak(self, name, key, start=0.0, end=float("inf")):
@@ -204,6 +224,14 @@ class NodeSampler(threading.Thread):
 
     def exited(self):
         return sorted({s[1] for s in self.samples if not s[6]})
+
+
+def tcp_mem_pages():
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            f = line.split()
+            return int(f[f.index("mem") + 1])
+    return 0
 
 
 def stalled_connections(ports):
@@ -596,15 +624,17 @@ def render(info, rows, nodes, load, probes, bound_mib, problems):
         lines.append(f"| {name} | {r['seconds']:.1f} | {r['writes']:,} | {r['per_s']:,.0f} | "
                      f"{fmt(r['p50_ms'], ' ms')} | {fmt(r['p99_ms'], ' ms')} | "
                      f"{fmt(r['max_ms'], ' ms')} | {errs} |")
-    lines += ["", "| node | role | peak RSS (VmHWM) | peak RSS during the load | peak open fds "
+    lines += ["", "| node | role | RSS before the load | peak RSS (VmHWM) | peak open fds "
               "| peak threads | new-connection /health during the load: answered, failed, p50, max |",
               "|---|---|---:|---:|---:|---:|---|"]
     for n in nodes:
         p = probes[n["name"]]
-        lines.append(f"| {n['id']} | {n['role']} | {n['hwm_mib']:.1f} MiB | {n['load_rss_mib']:.1f} MiB "
+        lines.append(f"| {n['id']} | {n['role']} | {n['before_rss_mib']:.1f} MiB | {n['hwm_mib']:.1f} MiB "
                      f"| {n['fds']:,} | {n['threads']} | {p['answered']}, {p['failed']}, {fmt(p['p50_ms'], ' ms')}, "
                      f"{fmt(p['max_ms'], ' ms')} |")
-    lines += ["", f"memory bound per node: {bound_mib:.0f} MiB; load phase {load['load_s']:.1f} s, "
+    lines += ["", f"memory bound per node: {bound_mib:.0f} MiB ({per_connection_bytes() / KIB:.0f} KiB "
+              f"per connection); kernel TCP buffers, machine-wide, at most {info['tcp_mem_mib']:.0f} MiB "
+              f"during the load; load phase {load['load_s']:.1f} s, "
               f"moves sent in {load['moves_s']:.1f} s",
               "load counters: " + ", ".join(f"{k} {v:,}" for k, v in sorted(load["stats"].items())),
               "stalled readers at the end of the load: "
@@ -683,18 +713,22 @@ def run(args, procs, results):
         hwm = max(sampler.peak(name, "hwm"), proc_status(procs.live[name])[1])
         nodes.append({"id": i, "name": name, "role": "leader" if i == leader else "follower",
                       "hwm_mib": hwm / 1024, "load_rss_mib": sampler.peak(name, "rss", t1, t2) / 1024,
+                      "before_rss_mib": sampler.peak(name, "rss", t1 - 1.0, t1) / 1024,
                       "fds": sampler.peak(name, "fds"), "threads": sampler.peak(name, "threads")})
         if hwm * 1024 > bound:
             problems.append(f"node {i} peak RSS {hwm / 1024:.0f} MiB is over the bound "
                             f"{bound / MIB:.0f} MiB")
     stalled = {i: [c[HTTP_PORTS[i]] for at, c in sampler.stalled if t1 <= at < t2 + 5][::5]
                for i in cluster.ids}
+    page = os.sysconf("SC_PAGE_SIZE")
+    info["tcp_mem_mib"] = max((m for at, m in sampler.tcp_mem if t1 <= at < t2), default=0) * page / MIB
     probes = probe_figures(load["probes"], names)
     probes = {names[i]: v for i, v in probes.items()}
     results.update({"phases": rows, "nodes": nodes, "load": load, "probes": probes,
                     "stalled_every_5s": stalled,
                     "checks": facts, "problems": problems, "bound_bytes": bound,
-                    "bound_terms": BOUND, "longest_gap_s": gap, "leader": leader,
+                    "bound_terms": BOUND, "per_connection_bytes": per_connection_bytes(),
+                    "longest_gap_s": gap, "leader": leader,
                     "term_before": term_before, "term_after": term_after,
                     "acknowledged": len(writer.acks)})
     report = render(info, rows, nodes, load, probes, bound / MIB, problems)
