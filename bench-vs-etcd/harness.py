@@ -21,6 +21,12 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 STOP_GRACE_S = 5.0
 
 
+def cargo_target_dir(root):
+    """Where cargo puts its builds for the workspace at `root`: $CARGO_TARGET_DIR (relative
+    to `root`, where the benches run cargo) or `root/target`."""
+    return root / os.environ.get("CARGO_TARGET_DIR", "target")
+
+
 def http_json(method, url, body=None, timeout=2.0):
     """One request; returns (status, parsed JSON or None). Status 0: no answer."""
     data = None if body is None else json.dumps(body).encode()

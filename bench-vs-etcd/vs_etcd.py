@@ -35,13 +35,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (Procs, RssSampler, cpu_busy_fraction, fdatasync_ms, first_line,  # noqa: E402
-                     fmt_int, fmt_ms, git_commit, http_json, ignore_signals,
-                     install_signal_handlers, machine, port_in_use, run_wrk, wait_until)
+from harness import (Procs, RssSampler, cargo_target_dir, cpu_busy_fraction,  # noqa: E402
+                     fdatasync_ms, first_line, fmt_int, fmt_ms, git_commit, http_json,
+                     ignore_signals, install_signal_handlers, machine, port_in_use, run_wrk,
+                     wait_until)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench-vs-etcd"
-GAMERAFT_BIN = ROOT / "target" / "release" / "gameraft"
+GAMERAFT_BIN = cargo_target_dir(ROOT) / "release" / "gameraft"
 # Away from the usual dev ports (8081-8083/5001-5003, etcd 2379/12379...).
 GAMERAFT_HTTP_PORTS = {1: 18081, 2: 18082, 3: 18083}
 GAMERAFT_RAFT_PORTS = {1: 15001, 2: 15002, 3: 15003}
@@ -84,17 +85,19 @@ def count_problems(what, n, ok, conns):
 
 class Gameraft(Cluster):
     name, short, write_script = "gameraft", "g", BENCH / "gameraft_write.lua"
+    # Another bench may start its cluster on other ports (hostile_load.py does).
+    http_ports, raft_ports = GAMERAFT_HTTP_PORTS, GAMERAFT_RAFT_PORTS
 
     def url(self, i):
-        return f"http://127.0.0.1:{GAMERAFT_HTTP_PORTS[i]}"
+        return f"http://127.0.0.1:{self.http_ports[i]}"
 
     def proc_name(self, i):
         return f"gameraft-{i}"
 
     def start_node(self, i):
         cmd = [str(GAMERAFT_BIN), "serve", "--id", str(i),
-               "--http-addr", f"127.0.0.1:{GAMERAFT_HTTP_PORTS[i]}",
-               "--raft-addr", f"127.0.0.1:{GAMERAFT_RAFT_PORTS[i]}",
+               "--http-addr", f"127.0.0.1:{self.http_ports[i]}",
+               "--raft-addr", f"127.0.0.1:{self.raft_ports[i]}",
                "--data-dir", str(self.dir / f"node-{i}")]
         # Node 1 founds the cluster; on a restart either flag is ignored.
         cmd += ["--bootstrap"] if i == 1 else ["--join", self.url(1)]

@@ -10,6 +10,7 @@
 //! snapshot is still streaming) goes on where it was and replaces nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, ForwardToLeader, RaftError};
@@ -48,6 +49,78 @@ impl JoinRequest {
             incarnation: self.incarnation.clone(),
         }
     }
+}
+
+/// Longest `raft_addr` or `http_addr` a join may give (a DNS name is at
+/// most 253 bytes): the addresses travel in every membership entry.
+pub const MAX_ADDR_BYTES: usize = 255;
+
+/// What is wrong with an address a joining node gave. Each message follows
+/// the address, quoted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    #[error("is {len} bytes, over the limit of {MAX_ADDR_BYTES}")]
+    TooLong { len: usize },
+    #[error("has no port: an address is host:port")]
+    NoPort,
+    #[error("has port {0:?}: a port is a number from 1 to 65535")]
+    BadPort(String),
+    #[error("has an IPv6 host without brackets: write [address]:port")]
+    UnbracketedIpv6,
+    #[error(
+        "has host {0:?}, which is neither an IP address nor a host name (labels of 1 to 63 letters, digits \
+         and inner '-', joined by '.')"
+    )]
+    BadHost(String),
+}
+
+/// Checks that `addr` is `host:port` as a node advertises it: a host name,
+/// an IPv4 address or a bracketed IPv6 address, and a port from 1 to 65535,
+/// at most [`MAX_ADDR_BYTES`] in all.
+pub fn check_addr(addr: &str) -> Result<(), AddrError> {
+    if addr.len() > MAX_ADDR_BYTES {
+        return Err(AddrError::TooLong { len: addr.len() });
+    }
+    let (host, port) = match addr.strip_prefix('[') {
+        Some(bracketed) => {
+            let (ip, port) = bracketed.split_once("]:").ok_or(AddrError::NoPort)?;
+            if ip.parse::<Ipv6Addr>().is_err() {
+                return Err(AddrError::BadHost(format!("[{ip}]")));
+            }
+            (None, port)
+        }
+        None => {
+            let (host, port) = addr.rsplit_once(':').ok_or(AddrError::NoPort)?;
+            if host.contains(':') {
+                return Err(AddrError::UnbracketedIpv6);
+            }
+            (Some(host), port)
+        }
+    };
+    // Digits only: `u16::from_str` would take a sign.
+    let port_ok =
+        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0);
+    if !port_ok {
+        return Err(AddrError::BadPort(port.to_string()));
+    }
+    match host {
+        Some(host) if host.parse::<Ipv4Addr>().is_err() && !is_host_name(host) => Err(AddrError::BadHost(host.into())),
+        _ => Ok(()),
+    }
+}
+
+/// A DNS host name (RFC 1123): labels of letters, digits and inner hyphens,
+/// the last one not all digits (so `10.0.0.300` is not taken for a name).
+fn is_host_name(host: &str) -> bool {
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    host.len() <= 253
+        && host.split('.').all(label_ok)
+        && host.rsplit('.').next().is_some_and(|last| !last.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// What the leader does with a join request, given the member of the same
@@ -111,6 +184,11 @@ pub enum MembershipError {
     UnknownNode(NodeId),
     #[error("node {0} is the last voter and cannot be removed")]
     LastVoter(NodeId),
+    #[error(
+        "the cluster has {members} members (voters and learners), the most --max-members ({max}) allows: \
+         remove one (DELETE /nodes/{{id}}) before another joins, or raise --max-members"
+    )]
+    TooManyMembers { members: usize, max: usize },
     #[error("membership change did not finish within {0:?}; it may still complete")]
     Timeout(Duration),
     #[error("this node stopped being the leader")]
@@ -123,13 +201,25 @@ pub enum MembershipError {
 /// OpenRaft's error for a membership write.
 type RaftWriteError = RaftError<NodeId, ClientWriteError<NodeId, PeerAddr>>;
 
-/// Adds (or re-adds) a node. Must be called on the leader, one call at a time.
-pub async fn join(raft: &Raft, request: &JoinRequest, timeout: Duration) -> Result<JoinOutcome, MembershipError> {
+/// Adds (or re-adds) a node. Must be called on the leader, one call at a
+/// time. A node that is not a member yet is refused once the cluster has
+/// `max_members` members; a member's own join (a retry, a replacement)
+/// adds none.
+pub async fn join(
+    raft: &Raft,
+    request: &JoinRequest,
+    timeout: Duration,
+    max_members: usize,
+) -> Result<JoinOutcome, MembershipError> {
     let deadline = Instant::now() + timeout;
     let membership = raft.metrics().borrow().membership_config.membership().clone();
     let addr = request.addr();
     let id = request.id;
     let is_voter = membership.voter_ids().any(|v| v == id);
+    let members = membership.nodes().count();
+    if membership.get_node(&id).is_none() && members >= max_members {
+        return Err(MembershipError::TooManyMembers { members, max: max_members });
+    }
 
     let mut outcome = JoinOutcome::Joined;
     match plan_join(membership.get_node(&id).map(|existing| (existing, is_voter)), request)? {
@@ -148,11 +238,40 @@ pub async fn join(raft: &Raft, request: &JoinRequest, timeout: Duration) -> Resu
     }
 
     tracing::info!(node = id, %addr, "adding learner and waiting for it to catch up");
-    retry_until(deadline, timeout, || raft.add_learner(id, addr.clone(), true)).await?;
+    let added = retry_until(deadline, timeout, || raft.add_learner(id, addr.clone(), true)).await?;
+    wait_for_learner(raft, id, added.log_id.index, deadline, timeout).await?;
     tracing::info!(node = id, "promoting learner to voter");
     retry_until(deadline, timeout, || raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false))
         .await?;
     Ok(outcome)
+}
+
+/// Waits until learner `id` holds the log up to `index` (the entry that
+/// added it), as the leader's replication metrics report it.
+///
+/// OpenRaft's blocking `add_learner` is not enough before a promotion: it
+/// counts a learner within `replication_lag_threshold` (5000) entries of
+/// the leader as caught up, even one that never replied. In a young
+/// cluster that was any learner, and promoting one that cannot be reached
+/// took the quorum away.
+async fn wait_for_learner(
+    raft: &Raft,
+    id: NodeId,
+    index: u64,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(), MembershipError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let holds = |metrics: &crate::types::RaftMetrics| {
+        let matched = metrics.replication.as_ref().and_then(|progress| progress.get(&id).cloned().flatten());
+        matched.is_some_and(|log_id| log_id.index >= index)
+    };
+    match raft.wait(Some(left)).metrics(holds, "the learner holds the entry that added it").await {
+        Ok(_) => Ok(()),
+        // Timed out, or Raft stopped: the learner stays a learner, which
+        // changes no quorum, and a retry of the join goes on from here.
+        Err(_) => Err(MembershipError::Timeout(timeout)),
+    }
 }
 
 /// Removes a voter or learner. Must be called on the leader.
@@ -247,6 +366,43 @@ mod tests {
         let mut moved = request("aa", false);
         moved.http_addr = "10.0.0.9:8080".into();
         assert!(matches!(plan_join(Some((&old, true)), &moved), Err(MembershipError::AddressConflict { id: 3, .. })));
+    }
+
+    #[test]
+    fn addresses_are_host_names_or_ips_with_a_port() {
+        let longest = format!("{}.{}.{}.{}:65535", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(57));
+        assert_eq!(longest.len(), MAX_ADDR_BYTES);
+        for good in
+            ["10.0.0.3:5000", "[::1]:8080", "[fe80::1]:1", "worker-2:5000", "db.example.com:443", "x1:9", &longest]
+        {
+            assert_eq!(check_addr(good), Ok(()), "{good}");
+        }
+        let refused = [
+            ("host", AddrError::NoPort),
+            ("[::1]", AddrError::NoPort),
+            ("host:", AddrError::BadPort(String::new())),
+            ("host:0", AddrError::BadPort("0".into())),
+            ("host:65536", AddrError::BadPort("65536".into())),
+            ("host:+80", AddrError::BadPort("+80".into())),
+            ("host:8o", AddrError::BadPort("8o".into())),
+            ("fe80::1:80", AddrError::UnbracketedIpv6),
+            ("[fe80::zz]:80", AddrError::BadHost("[fe80::zz]".into())),
+            (":80", AddrError::BadHost(String::new())),
+            ("a_b:80", AddrError::BadHost("a_b".into())),
+            ("-a.b:80", AddrError::BadHost("-a.b".into())),
+            ("a-.b:80", AddrError::BadHost("a-.b".into())),
+            ("a..b:80", AddrError::BadHost("a..b".into())),
+            ("a.b.:80", AddrError::BadHost("a.b.".into())),
+            ("1.2.3.256:80", AddrError::BadHost("1.2.3.256".into())),
+            ("h\u{e9}te:80", AddrError::BadHost("h\u{e9}te".into())),
+        ];
+        for (addr, err) in refused {
+            assert_eq!(check_addr(addr), Err(err), "{addr}");
+        }
+        let label64 = format!("{}:80", "a".repeat(64));
+        assert!(matches!(check_addr(&label64), Err(AddrError::BadHost(_))));
+        let too_long = format!("{longest}0");
+        assert_eq!(check_addr(&too_long), Err(AddrError::TooLong { len: MAX_ADDR_BYTES + 1 }));
     }
 
     #[test]

@@ -229,6 +229,7 @@ impl RunningNode {
             raft: raft.clone(),
             registry,
             events,
+            reads: api::StoreReads::default(),
             ephemeral: Arc::new(EphemeralStore::new(settings.api.recent_actions, settings.api.max_players)),
             proposer: Proposer::spawn(raft.clone(), BatchLimits::from_config(&config), config.api.write_timeout()),
             forwarder: Forwarder::new(settings.api.forward_timeout(), peer_tls.as_ref())?,
@@ -264,6 +265,7 @@ impl RunningNode {
         let limits = api::http_server::ConnectionLimits {
             max_connections: config.api.max_connections,
             header_read_timeout: config.api.read_timeout(),
+            write_stall_timeout: config.api.stalled_reader_timeout(),
         };
         let http_tls = match (&config.auth.http_tls_cert, &config.auth.http_tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::http_server_config(cert, key)?),

@@ -1,5 +1,5 @@
 //! `gameraft-chaos`: runs a cluster under a nemesis, records a history, and
-//! checks it. See the README's "Proof under faults" section.
+//! checks it. See the README's "Performance and proof under faults" section.
 //!
 //! ```text
 //! cargo build --bins && target/debug/gameraft-chaos --profile short

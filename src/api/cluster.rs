@@ -98,8 +98,10 @@ pub async fn list_nodes(State(state): State<AppState>) -> Json<NodesResponse> {
     request_body = JoinRequest,
     responses(
         (status = 200, description = "The node is a voter.", body = JoinResponse),
-        (status = 400, description = "`malformed_json` or `invalid_body`.", body = ApiError),
-        (status = 409, description = "`address_conflict`: a member with state cannot move.", body = ApiError),
+        (status = 400, description = "`malformed_json`, `invalid_body`, or `invalid_address`: an address \
+            that is not `host:port` (a valid host name or IP, a port 1-65535, 255 bytes at most).", body = ApiError),
+        (status = 409, description = "`address_conflict`: a member with state cannot move; or \
+            `too_many_members`: the cluster has `--max-members` members.", body = ApiError),
         (status = 413, description = "`payload_too_large`.", body = ApiError),
         (status = 415, description = "`unsupported_content_type`.", body = ApiError),
         (status = 422, description = "`invalid_field`.", body = ApiError),
@@ -129,7 +131,8 @@ pub async fn join(
     state
         .on_leader(&headers, forward, || async {
             let _one_change_at_a_time = state.membership_lock.lock().await;
-            let outcome = membership::join(&state.raft, &request, state.settings.api.join_timeout())
+            let api = &state.settings.api;
+            let outcome = membership::join(&state.raft, &request, api.join_timeout(), api.max_members)
                 .await
                 .map_err(membership_to_local)?;
             let message = match outcome {
@@ -204,16 +207,8 @@ fn validate_incarnation(incarnation: &str) -> Result<(), ApiError> {
     }
 }
 
-/// An address must be `host:port` with a numeric port.
+/// An address must be one a node could listen on and be dialled at
+/// (`membership::check_addr`); it is stored in every membership entry.
 fn validate_addr(field: &str, addr: &str) -> Result<(), ApiError> {
-    let valid =
-        addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::InvalidField,
-            format!("{field} must be host:port with a non-zero port, got {addr:?}"),
-        ))
-    }
+    membership::check_addr(addr).map_err(|err| ApiError::new(ErrorCode::InvalidAddress, format!("{field} {err}")))
 }

@@ -54,6 +54,7 @@ error_codes! {
     ConflictingRequestId => "conflicting_request_id", BAD_REQUEST;
     InvalidQuery => "invalid_query", BAD_REQUEST;
     InvalidPath => "invalid_path", BAD_REQUEST;
+    InvalidAddress => "invalid_address", BAD_REQUEST;
     Unauthorized => "unauthorized", UNAUTHORIZED;
     Forbidden => "forbidden", FORBIDDEN;
     NotFound => "not_found", NOT_FOUND;
@@ -61,6 +62,7 @@ error_codes! {
     RequestIdReused => "request_id_reused", CONFLICT;
     AddressConflict => "address_conflict", CONFLICT;
     LastVoter => "last_voter", CONFLICT;
+    TooManyMembers => "too_many_members", CONFLICT;
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
     UnsupportedContentType => "unsupported_content_type", UNSUPPORTED_MEDIA_TYPE;
     UnknownEventType => "unknown_event_type", UNPROCESSABLE_ENTITY;
@@ -205,6 +207,7 @@ impl From<MembershipError> for ApiError {
             MembershipError::AddressConflict { .. } => ErrorCode::AddressConflict,
             MembershipError::UnknownNode(_) => ErrorCode::UnknownNode,
             MembershipError::LastVoter(_) => ErrorCode::LastVoter,
+            MembershipError::TooManyMembers { .. } => ErrorCode::TooManyMembers,
             MembershipError::Timeout(_) => ErrorCode::MembershipTimeout,
             MembershipError::NotLeader(_) => ErrorCode::NotLeader,
             MembershipError::Raft(_) => ErrorCode::MembershipFailed,

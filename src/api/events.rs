@@ -12,10 +12,12 @@ use super::extract::{ApiJson, ApiQuery};
 use super::forward::{ForwardRequest, LocalError};
 use super::openapi::EventsAnswer;
 use super::request_id;
+use super::store_reads::StoreReads;
 use super::AppState;
 use crate::ephemeral::EphemeralSnapshot;
 use crate::event::{CriticalEvent, EphemeralEvent, GameEvent};
 use crate::proposer::{ProposeError, RequestId};
+use crate::state_machine::EventList;
 use crate::types::EventOutcome;
 
 /// Most events one page of `GET /events?from=&limit=` returns.
@@ -222,14 +224,17 @@ async fn record_ephemeral(state: &AppState, event: EphemeralEvent) -> Result<Res
 )]
 pub async fn get_events(State(state): State<AppState>, ApiQuery(query): ApiQuery<EventsQuery>) -> Response {
     if query.from.is_none() && query.limit.is_none() {
-        return stream_all_events(state.events.clone(), state.settings.api.stalled_reader_timeout());
+        return stream_all_events(
+            state.events.clone(),
+            state.reads.clone(),
+            state.settings.api.stalled_reader_timeout(),
+        );
     }
     let from = query.from.unwrap_or(0);
     let limit = query.limit.unwrap_or(MAX_PAGE_LIMIT).min(MAX_PAGE_LIMIT);
     let total = state.events.len();
     let log = state.events.clone();
-    let read = tokio::task::spawn_blocking(move || log.range(from, limit)).await;
-    let events: Vec<GameEvent> = match read.map_err(std::io::Error::other).and_then(|r| r) {
+    let events: Vec<GameEvent> = match state.reads.run(move || log.range(from, limit)).await {
         Ok(events) => events.into_iter().map(|e| GameEvent::Critical(e.event)).collect(),
         Err(err) => return ApiError::storage(&err).into_response(),
     };
@@ -237,58 +242,48 @@ pub async fn get_events(State(state): State<AppState>, ApiQuery(query): ApiQuery
     Json(EventsPage { events, count, from, next: from.saturating_add(count), total }).into_response()
 }
 
-/// Events per chunk of a streamed `GET /events` (tiny in tests, so that
-/// they cross chunk boundaries).
+/// A chunk of a streamed `GET /events` holds the events of the log records
+/// read until this many bytes were (one record more at most: the largest
+/// entry). Tiny in tests, so that they cross chunk boundaries.
 #[cfg(not(test))]
-const STREAM_CHUNK_EVENTS: u64 = 1000;
+pub const STREAM_CHUNK_BYTES: u64 = 64 * 1024;
 #[cfg(test)]
-const STREAM_CHUNK_EVENTS: u64 = 2;
+pub const STREAM_CHUNK_BYTES: u64 = 100;
+
+/// Chunks of a streamed `GET /events` queued for its connection, besides
+/// the one being written and the one being built.
+pub const STREAM_QUEUED_CHUNKS: usize = 1;
 
 /// The design's `GET /events` body, `{"events":[...],"count":N}`, byte for
 /// byte what serializing [`EventsResponse`] would give, but written a chunk at
-/// a time from the store: the events committed when the request arrived,
-/// with memory bounded by the chunk size whatever the event count. A read
-/// error after the status was sent aborts the body (the client sees a cut,
+/// a time from the store: the events committed when the request arrived.
+/// Memory is bounded by bytes, whatever the number or the size of the
+/// events: a reader that stops reading holds the chunk being built, one
+/// queued and what the connection buffers (`http_server`). A read error
+/// after the status was sent aborts the body (the client sees a cut,
 /// invalid JSON, never a wrong list).
-fn stream_all_events(log: crate::state_machine::EventList, stall: std::time::Duration) -> Response {
+fn stream_all_events(log: EventList, reads: StoreReads, stall: std::time::Duration) -> Response {
     let total = log.len();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(STREAM_QUEUED_CHUNKS);
     // An async task, not a blocking one: a reader that stops reading holds
-    // no thread (the Raft log's I/O needs the blocking pool), and is cut off
-    // after `stall`. Each chunk is read on the blocking pool, briefly.
+    // no thread, and is cut off after `stall`. Each chunk is read and
+    // encoded in a turn of `reads`, on the blocking pool, briefly.
     tokio::spawn(async move {
         let mut from = 0;
         let mut chunk = b"{\"events\":[".to_vec();
         loop {
             if from < total {
-                let (reader, count) = (log.clone(), STREAM_CHUNK_EVENTS.min(total - from));
-                let read = tokio::task::spawn_blocking(move || reader.range(from, count))
-                    .await
-                    .map_err(std::io::Error::other)
-                    .and_then(|read| read);
-                let events = match read {
-                    Ok(events) if events.is_empty() => {
-                        Err(std::io::Error::other(format!("event {from} of {total} is missing")))
+                let reader = log.clone();
+                match reads.run(move || encode_events(&reader, from, total)).await {
+                    Ok((encoded, count)) => {
+                        chunk.extend_from_slice(&encoded);
+                        from += count;
                     }
-                    other => other,
-                };
-                let events = match events {
-                    Ok(events) => events,
                     Err(err) => {
                         tracing::error!(%err, from, "GET /events: read failed; aborting the response");
                         let _ = tx.send(Err(err)).await;
                         return;
                     }
-                };
-                for event in events {
-                    if from > 0 {
-                        chunk.push(b',');
-                    }
-                    if let Err(err) = serde_json::to_writer(&mut chunk, &GameEvent::Critical(event.event)) {
-                        let _ = tx.send(Err(std::io::Error::other(err))).await;
-                        return;
-                    }
-                    from += 1;
                 }
             }
             let last = from >= total;
@@ -307,6 +302,25 @@ fn stream_all_events(log: crate::state_machine::EventList, stall: std::time::Dur
     });
     let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The events from position `from` (of `total`) that the log records read
+/// up to [`STREAM_CHUNK_BYTES`] hold, as the JSON list's next items (each
+/// but the very first preceded by a comma), and how many they are.
+fn encode_events(log: &EventList, from: u64, total: u64) -> std::io::Result<(Vec<u8>, u64)> {
+    let events = log.range_within(from, total - from, STREAM_CHUNK_BYTES)?;
+    if events.is_empty() {
+        return Err(std::io::Error::other(format!("event {from} of {total} is missing")));
+    }
+    let count = events.len() as u64;
+    let mut encoded = Vec::new();
+    for (at, event) in (from..).zip(events) {
+        if at > 0 {
+            encoded.push(b',');
+        }
+        serde_json::to_writer(&mut encoded, &GameEvent::Critical(event.event)).map_err(std::io::Error::other)?;
+    }
+    Ok((encoded, count))
 }
 
 /// What the leader holds for ephemeral events; asked of the leader.

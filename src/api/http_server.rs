@@ -10,10 +10,21 @@
 //! - A connection must send a request's headers within `--read-timeout-ms`,
 //!   idle between requests included, or it is closed: a slow or silent
 //!   client cannot keep its slot. The body has the same bound (a layer of
-//!   the router, `api::router`); a streamed `GET /events` is bounded by its
-//!   own stall timeout. With HTTPS, the TLS handshake has the same bound.
+//!   the router, `api::router`). With HTTPS, the TLS handshake has the same
+//!   bound.
+//! - A connection on which nothing could be written for
+//!   `--stalled-reader-timeout-ms` (its client stopped reading) is reset
+//!   (`StallGuard`): neither its slot nor what was queued for it is held
+//!   any longer.
+//! - hyper buffers at most [`CONNECTION_BUFFER_BYTES`] each way: a
+//!   request's headers must fit (else 431), and a response is taken from its
+//!   handler only while less than that is queued for the socket.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,10 +32,16 @@ use hyper::server::conn::http1::Builder;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+
+/// hyper's buffer limit per connection, for reading a request and for
+/// queueing a response (its minimum is 8 KiB, its default about 400 KiB).
+pub const CONNECTION_BUFFER_BYTES: usize = 64 * 1024;
 
 /// How long a graceful stop lets open requests finish.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -37,6 +54,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 pub struct ConnectionLimits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    /// A connection that could not be written to for this long is reset.
+    pub write_stall_timeout: Duration,
 }
 
 /// Serves `app` on `listener` (over TLS with `tls`) until `stop`, then lets
@@ -52,7 +71,10 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(CONNECTION_BUFFER_BYTES);
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => match slot {
@@ -75,6 +97,7 @@ pub async fn serve(
         // One write's answer leaves as several segments: no Nagle delay.
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
+        let stream = StallGuard { stream, limit: limits.write_stall_timeout, stalled: None };
         let Some(acceptor) = acceptor.clone() else {
             let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             tokio::spawn(async move {
@@ -104,4 +127,72 @@ pub async fn serve(
         tracing::warn!("HTTP requests still open after {DRAIN_LIMIT:?}; closing them");
     }
     Ok(())
+}
+
+/// A client connection whose writes may not stall forever. While a write
+/// finds no room in the socket (the client stopped reading and its window
+/// is full), a timer runs; a write that succeeds stops it. Once it reaches
+/// the limit, the write fails, hyper drops the connection, and the socket
+/// is reset rather than closed: a close would leave the kernel holding the
+/// unsent bytes for a peer that does not read them.
+struct StallGuard {
+    stream: TcpStream,
+    limit: Duration,
+    /// Running while a write waits for room.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl StallGuard {
+    fn watch<T>(&mut self, cx: &mut Context<'_>, write: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if write.is_ready() {
+            self.stalled = None;
+            return write;
+        }
+        let limit = self.limit;
+        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if let Err(err) = self.stream.set_zero_linger() {
+            tracing::debug!(%err, "cannot make the stalled connection reset on close");
+        }
+        tracing::info!(?limit, "an HTTP client read nothing for the stall timeout; resetting its connection");
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, format!("the client read nothing for {limit:?}"))))
+    }
+}
+
+impl AsyncRead for StallGuard {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StallGuard {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let write = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.watch(cx, write)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let write = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.watch(cx, write)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }

@@ -17,6 +17,7 @@ pub mod openapi;
 mod positions;
 mod request_id;
 mod status;
+pub mod store_reads;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub use forward::{Forwarder, HOPS_HEADER};
 pub use positions::{PositionedEvent, PositionedEventsPage};
 pub use request_id::{ASSIGNED_ID_HEADER, IDEMPOTENCY_KEY_HEADER};
 pub use status::StatusResponse;
+pub use store_reads::StoreReads;
 
 use crate::auth::TokenStore;
 use crate::config::NodeConfig;
@@ -51,6 +53,8 @@ pub struct AppState {
     pub raft: Raft,
     pub registry: NodeRegistry,
     pub events: EventList,
+    /// Turns at reading `events` on the blocking pool (`store_reads.rs`).
+    pub reads: StoreReads,
     pub ephemeral: Arc<EphemeralStore>,
     pub settings: Arc<NodeConfig>,
     pub forwarder: Forwarder,

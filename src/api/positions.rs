@@ -69,8 +69,7 @@ pub async fn get_positioned_events(State(state): State<AppState>, ApiQuery(query
     // `total` and the page come from one count, so `next <= total` always.
     let total = log.len();
     let limit = limit.min(total.saturating_sub(from));
-    let read = tokio::task::spawn_blocking(move || log.range(from, limit)).await;
-    let entries: Vec<PositionedEvent> = match read.map_err(std::io::Error::other).and_then(|r| r) {
+    let entries: Vec<PositionedEvent> = match state.reads.run(move || log.range(from, limit)).await {
         Ok(events) => events
             .into_iter()
             .map(|e| PositionedEvent {

@@ -22,6 +22,7 @@ mod defaults {
     pub const STALLED_READER_TIMEOUT_MS: u64 = 30_000;
     pub const MAX_CONNECTIONS: usize = 1024;
     pub const MAX_PLAYERS: usize = 100_000;
+    pub const MAX_MEMBERS: usize = 64;
     pub const READ_TIMEOUT_MS: u64 = 10_000;
 }
 
@@ -56,8 +57,9 @@ pub struct ApiSettings {
     #[arg(long, env = "GAMERAFT_MAX_PLAYERS", default_value_t = defaults::MAX_PLAYERS)]
     pub max_players: usize,
 
-    /// How long a streamed `GET /events` waits for a reader that stopped
-    /// reading before it cuts the response off.
+    /// How long the node waits for a client that stopped reading its
+    /// answer (a streamed `GET /events`, or any other) before it cuts the
+    /// answer off and resets the connection.
     #[arg(long, env = "GAMERAFT_STALLED_READER_TIMEOUT_MS", default_value_t = defaults::STALLED_READER_TIMEOUT_MS)]
     pub stalled_reader_timeout_ms: u64,
 
@@ -65,6 +67,13 @@ pub struct ApiSettings {
     /// kernel's queue (they take no file descriptor of this process).
     #[arg(long, env = "GAMERAFT_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
+
+    /// Most members (voters and learners) the leader lets the cluster have:
+    /// past it, a new node's join is refused (409). Each member is a
+    /// replication stream the leader feeds and a connection it holds, and a
+    /// learner that never catches up stays a member until removed.
+    #[arg(long, env = "GAMERAFT_MAX_MEMBERS", default_value_t = defaults::MAX_MEMBERS)]
+    pub max_members: usize,
 
     /// A client must send each request's headers, and its body, within this;
     /// a connection idle for this long between requests is closed.
@@ -83,13 +92,14 @@ impl Default for ApiSettings {
             max_players: defaults::MAX_PLAYERS,
             stalled_reader_timeout_ms: defaults::STALLED_READER_TIMEOUT_MS,
             max_connections: defaults::MAX_CONNECTIONS,
+            max_members: defaults::MAX_MEMBERS,
             read_timeout_ms: defaults::READ_TIMEOUT_MS,
         }
     }
 }
 
 impl ApiSettings {
-    /// No wait and no body limit may be 0.
+    /// No wait, body limit or count limit may be 0.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, value) in [
             ("--leader-wait-ms", self.leader_wait_ms),
@@ -98,6 +108,7 @@ impl ApiSettings {
             ("--max-body-bytes", self.max_body_bytes as u64),
             ("--stalled-reader-timeout-ms", self.stalled_reader_timeout_ms),
             ("--max-connections", self.max_connections as u64),
+            ("--max-members", self.max_members as u64),
             ("--read-timeout-ms", self.read_timeout_ms),
         ] {
             if value == 0 {

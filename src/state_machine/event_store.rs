@@ -88,16 +88,19 @@ impl Generation {
 
     /// Up to `limit` events from position `from`, each with the Raft index
     /// of the entry that carried it and its request id; `count` bounds what
-    /// is visible.
-    pub fn read_events(&self, from: u64, limit: u64, count: u64) -> io::Result<Vec<CommittedEvent>> {
+    /// is visible. Reading stops after the record that brings the bytes
+    /// read to `max_bytes`.
+    pub fn read_events(&self, from: u64, limit: u64, count: u64, max_bytes: u64) -> io::Result<Vec<CommittedEvent>> {
         let end = from.saturating_add(limit).min(count);
         if from >= end {
             return Ok(Vec::new());
         }
         let mut offset = self.record_offset(from)?;
-        let mut out = Vec::with_capacity(usize::try_from(end - from).unwrap_or(0));
-        while (from + out.len() as u64) < end {
+        let mut out = Vec::with_capacity(usize::try_from((end - from).min(1024)).unwrap_or(0));
+        let mut read_bytes = 0u64;
+        while (from + out.len() as u64) < end && read_bytes < max_bytes {
             let payload = record::read_at(&self.dat, offset)?;
+            read_bytes += payload.len() as u64;
             let entry: AppliedEntry = serde_json::from_slice(&payload).map_err(invalid)?;
             let log_index = entry.log_id.index;
             let events = entry.payload.into_events();

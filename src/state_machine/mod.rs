@@ -98,11 +98,18 @@ impl EventList {
     /// Up to `limit` events starting at event position `from` (0-based),
     /// read from the store: only what is returned is read.
     pub fn range(&self, from: u64, limit: u64) -> io::Result<Vec<CommittedEvent>> {
+        self.range_within(from, limit, u64::MAX)
+    }
+
+    /// [`Self::range`], stopping after the log record that brings what was
+    /// read to `max_bytes` (at least one record is read): a reader's memory
+    /// is bounded by bytes, whatever the size of the events.
+    pub fn range_within(&self, from: u64, limit: u64, max_bytes: u64) -> io::Result<Vec<CommittedEvent>> {
         let (generation, count) = {
             let live = read(&self.live);
             (live.generation.clone(), live.state.event_count)
         };
-        generation.read_events(from, limit, count)
+        generation.read_events(from, limit, count, max_bytes)
     }
 }
 

@@ -273,7 +273,8 @@ async fn real_answers_fit_the_document() {
 
     // Membership: refused joins and removals (a one-node cluster keeps its node).
     let bad_join = json!({ "id": 2, "raft_addr": "nohost", "http_addr": "127.0.0.1:1" });
-    assert_eq!(answer("POST", "/nodes", Some(bad_join)).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = answer("POST", "/nodes", Some(bad_join)).await;
+    assert_eq!((refused.status, refused.body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_address")));
     for (uri, status) in
         [("/nodes/7", StatusCode::NOT_FOUND), ("/nodes/1", StatusCode::CONFLICT), ("/nodes/x", StatusCode::BAD_REQUEST)]
     {
