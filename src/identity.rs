@@ -137,6 +137,21 @@ impl NodeIdentity {
         Ok(id)
     }
 
+    /// Takes `cluster_id`, derived alike by every founder of a cluster
+    /// formed from discovered peers (`formation.rs`), and records it. A
+    /// node that already has one keeps it (it is in a cluster already).
+    pub fn adopt_cluster(&self, cluster_id: &str) -> Result<(), DataDirError> {
+        let mut ours = crate::locks::lock(&self.cluster_id);
+        if ours.is_some() {
+            return Ok(());
+        }
+        if let Some(dir) = &self.data_dir {
+            dir.record_cluster_id(cluster_id)?;
+        }
+        *ours = Some(cluster_id.to_string());
+        Ok(())
+    }
+
     /// Adds this node's view of the cluster and the target's expected
     /// identity to an outgoing RPC.
     pub fn stamp(&self, metadata: &mut MetadataMap, target: NodeId, target_incarnation: &str) {

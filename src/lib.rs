@@ -60,6 +60,7 @@ pub mod disk;
 pub mod ephemeral;
 pub mod event;
 pub mod failover;
+pub mod formation;
 pub mod identity;
 pub mod launcher;
 pub mod locks;

@@ -39,6 +39,7 @@ use crate::config::{ConfigError, NodeConfig};
 use crate::disk::{DataDir, DataDirError};
 use crate::ephemeral::EphemeralStore;
 use crate::failover;
+use crate::formation;
 use crate::identity::NodeIdentity;
 use crate::membership::{self, JoinRequest};
 use crate::network::fault::PeerDelay;
@@ -65,8 +66,9 @@ pub enum NodeError {
     Bootstrap(#[source] Box<RaftError<NodeId, InitializeError<NodeId, PeerAddr>>>),
     #[error(
         "node {node_id} has no state (a new or lost data directory) and was given neither --bootstrap \
-         nor --join: pass --join URL of a member to join a cluster (a member that lost its data is replaced), \
-         or --bootstrap to found a new cluster"
+         nor --join nor --bootstrap-expect: pass --join URL of a member to join a cluster (a member that lost \
+         its data is replaced), --bootstrap to found a new cluster, or --peers (or --discovery-dns) with \
+         --bootstrap-expect N to form one with its initial members"
     )]
     NothingToStart { node_id: NodeId },
     #[error(
@@ -101,6 +103,8 @@ pub enum NodeError {
          files need {needed}: lower them or raise the hard limit (ulimit -Hn)"
     )]
     TooFewOpenFiles { limit: u64, needed: u64 },
+    #[error("forming the cluster: {0}")]
+    Formation(#[from] formation::FormationError),
     #[error("peer TLS (--peer-tls-dir): {0}")]
     PeerTls(#[from] TlsError),
 }
@@ -162,7 +166,7 @@ impl RunningNode {
         let node_id = identity.node_id();
         // Decided before anything is created, so that a refused start leaves
         // the directory as it found it.
-        if !has_state && !config.identity.bootstrap && config.identity.join.is_none() {
+        if !has_state && !config.identity.bootstrap && config.identity.join.is_none() && !config.formation.enabled() {
             return Err(NodeError::NothingToStart { node_id });
         }
 
@@ -236,6 +240,7 @@ impl RunningNode {
             settings,
             membership_lock: Arc::default(),
             tokens,
+            formation: formation::Board::default(),
         };
 
         // The Raft port serves peers' RPCs and, beside them, the API routes
@@ -290,7 +295,7 @@ impl RunningNode {
             }
             tracing::info!(node_id, "resuming with existing raft state");
             None
-        } else if let Some(url) = config.identity.join.clone() {
+        } else if config.identity.join.is_some() || config.formation.enabled() {
             let request = JoinRequest {
                 id: node_id,
                 raft_addr: addr.raft_addr.clone(),
@@ -300,7 +305,37 @@ impl RunningNode {
             };
             let token = config.auth.join_token.clone();
             let ca_pem = peer_tls.as_ref().map(|tls| tls.ca_pem().to_string());
-            Some(tokio::spawn(join_cluster(url, request, token, ca_pem, config.api.join_timeout())))
+            let join_timeout = config.api.join_timeout();
+            let task = match config.identity.join.clone() {
+                Some(url) => tokio::spawn(join_cluster(url, request, token, ca_pem, join_timeout)),
+                None => {
+                    let formation = formation::Formation {
+                        settings: config.formation.clone(),
+                        me: formation::Founder {
+                            id: node_id,
+                            raft_addr: addr.raft_addr.clone(),
+                            http_addr: addr.http_addr.clone(),
+                            incarnation: addr.incarnation.clone(),
+                        },
+                        http_port: http_addr.port(),
+                        scheme: if config.auth.http_tls_cert.is_some() { "https" } else { "http" },
+                        token: token.clone(),
+                        trusted_ca_pem: ca_pem.clone(),
+                        board: state.formation.clone(),
+                        identity: identity.clone(),
+                        raft: raft.clone(),
+                    };
+                    tokio::spawn(async move {
+                        match formation.run().await? {
+                            formation::Formed::Founded => Ok(()),
+                            formation::Formed::JoinThrough(url) => {
+                                join_cluster(url, request, token, ca_pem, join_timeout).await
+                            }
+                        }
+                    })
+                }
+            };
+            Some(task)
         } else if !config.identity.bootstrap {
             // A directory with an empty Raft log: a join that never got far.
             return Err(NodeError::NothingToStart { node_id });

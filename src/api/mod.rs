@@ -11,6 +11,7 @@ mod cluster;
 mod error;
 mod events;
 mod extract;
+mod formation;
 mod forward;
 pub mod http_server;
 pub mod openapi;
@@ -65,6 +66,9 @@ pub struct AppState {
     pub membership_lock: Arc<tokio::sync::Mutex<()>>,
     /// The client tokens requests are checked against (`authorize.rs`).
     pub tokens: Arc<TokenStore>,
+    /// The founders this node settled on while forming a cluster
+    /// (`crate::formation`), for `GET /formation`.
+    pub formation: crate::formation::Board,
 }
 
 /// Every route, each registered with its handler's OpenAPI documentation
@@ -80,6 +84,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(status::ready))
         .routes(routes!(cluster::list_nodes, cluster::join))
         .routes(routes!(cluster::remove))
+        .routes(routes!(formation::formation))
         .routes(routes!(openapi::serve))
 }
 

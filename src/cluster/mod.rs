@@ -76,8 +76,19 @@ pub struct ClusterConfig {
 
 /// The `serve` flags the cluster sets for each node itself; it takes every
 /// other `serve` flag and passes it on to every node.
-pub const PER_NODE_FLAGS: [&str; 8] =
-    ["id", "http_addr", "raft_addr", "advertise_host", "join", "bootstrap", "data_dir", "in_memory"];
+pub const PER_NODE_FLAGS: [&str; 11] = [
+    "id",
+    "http_addr",
+    "raft_addr",
+    "advertise_host",
+    "join",
+    "bootstrap",
+    "peers",
+    "discovery_dns",
+    "bootstrap_expect",
+    "data_dir",
+    "in_memory",
+];
 
 /// The `serve` flags given to `gameraft cluster` (on its command line or in
 /// the environment), as `serve` arguments for every node. `cluster` accepts

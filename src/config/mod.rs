@@ -27,6 +27,7 @@ mod auth;
 mod batching;
 mod exactly_once;
 mod faults;
+mod formation;
 mod identity;
 mod raft;
 mod storage;
@@ -40,6 +41,7 @@ pub use auth::AuthSettings;
 pub use batching::BatchSettings;
 pub use exactly_once::{ExactlyOnceSettings, MAX_REQUEST_ID_BYTES};
 pub use faults::FaultInjection;
+pub use formation::FormationSettings;
 pub use identity::IdentitySettings;
 pub use raft::RaftTimings;
 pub use storage::StorageSettings;
@@ -56,6 +58,9 @@ const APPEND_ENTRIES_OVERHEAD_BYTES: u64 = 64 * 1024;
 pub struct NodeConfig {
     #[command(flatten)]
     pub identity: IdentitySettings,
+
+    #[command(flatten)]
+    pub formation: FormationSettings,
 
     #[command(flatten)]
     pub storage: StorageSettings,
@@ -92,6 +97,15 @@ pub enum ConfigError {
     OpenBeyondLoopback { addr: std::net::SocketAddr, missing: &'static str, exposure: &'static str },
     #[error("--join URL {url:?} is not an http:// or https:// URL")]
     JoinUrl { url: String },
+    #[error(
+        "--bootstrap-expect excludes --bootstrap and --join: identical nodes form their cluster from their \
+         peers; a single founder uses --bootstrap, and other nodes --join"
+    )]
+    FormationAndBootstrapOrJoin,
+    #[error("--bootstrap-expect needs the initial members: --peers HOST:PORT,... or --discovery-dns NAME")]
+    FormationWithoutPeers,
+    #[error("--peers and --discovery-dns need --bootstrap-expect N: how many initial members found the cluster")]
+    PeersWithoutExpect,
     #[error("--bootstrap and --join exclude each other: found a new cluster, or join an existing one")]
     BootstrapAndJoin,
     #[error(
@@ -134,6 +148,10 @@ impl NodeConfig {
     /// groups; the first rule broken is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.identity.validate()?;
+        self.formation.validate()?;
+        if self.formation.enabled() && (self.identity.bootstrap || self.identity.join.is_some()) {
+            return Err(ConfigError::FormationAndBootstrapOrJoin);
+        }
         self.raft.validate()?;
         self.api.validate()?;
         self.batching.validate()?;

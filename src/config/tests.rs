@@ -147,7 +147,9 @@ fn the_flags_env_vars_and_defaults_are_the_documented_ones() {
         ("advertise-host", "ADVERTISE_HOST", "", false),
         ("auth-tokens-file", "GAMERAFT_AUTH_TOKENS_FILE", "", false),
         ("bootstrap", "GAMERAFT_BOOTSTRAP", "", false),
+        ("bootstrap-expect", "GAMERAFT_BOOTSTRAP_EXPECT", "", false),
         ("data-dir", "DATA_DIR", "gameraft-data", false),
+        ("discovery-dns", "GAMERAFT_DISCOVERY_DNS", "", false),
         ("election-timeout-max-ms", "GAMERAFT_ELECTION_TIMEOUT_MAX_MS", "3000", false),
         ("election-timeout-min-ms", "GAMERAFT_ELECTION_TIMEOUT_MIN_MS", "1500", false),
         ("fault-crash-in-install-file", "GAMERAFT_FAULT_CRASH_IN_INSTALL_FILE", "", true),
@@ -174,6 +176,7 @@ fn the_flags_env_vars_and_defaults_are_the_documented_ones() {
         ("max-players", "GAMERAFT_MAX_PLAYERS", "100000", false),
         ("peer-handshake-timeout-ms", "GAMERAFT_PEER_HANDSHAKE_TIMEOUT_MS", "5000", false),
         ("peer-tls-dir", "GAMERAFT_PEER_TLS_DIR", "", false),
+        ("peers", "GAMERAFT_PEERS", "", false),
         ("raft-addr", "RAFT_ADDR", "0.0.0.0:5000", false),
         ("read-timeout-ms", "GAMERAFT_READ_TIMEOUT_MS", "10000", false),
         ("recent-actions", "GAMERAFT_RECENT_ACTIONS", "1024", false),
@@ -338,4 +341,22 @@ fn a_node_reachable_beyond_loopback_needs_both_tokens_and_peer_tls() {
     assert!(err.to_string().contains("--auth-tokens-file") && !err.to_string().contains("--peer-tls-dir"), "{err}");
     let both = ["--auth-tokens-file", "/etc/gameraft/tokens", "--peer-tls-dir", "/etc/gameraft/tls"];
     parse_as_given(&[&beyond[..], &both[..]].concat()).validate().expect("tokens and peer TLS");
+}
+
+#[test]
+fn formation_needs_peers_and_an_expected_size_and_excludes_bootstrap_and_join() {
+    let peers = ["--peers", "10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:8080"];
+    let config = parse(&[&peers[..], &["--bootstrap-expect", "3"]].concat());
+    config.validate().expect("peers and an expected size");
+    assert_eq!(config.formation.peers.len(), 3, "a comma-separated list");
+    parse(&["--discovery-dns", "gameraft.local", "--bootstrap-expect", "3"]).validate().expect("a DNS name");
+    assert!(matches!(parse(&peers).validate(), Err(ConfigError::PeersWithoutExpect)));
+    assert!(matches!(parse(&["--bootstrap-expect", "3"]).validate(), Err(ConfigError::FormationWithoutPeers)));
+    let zero = parse(&[&peers[..], &["--bootstrap-expect", "0"]].concat());
+    assert!(matches!(zero.validate(), Err(ConfigError::Zero("--bootstrap-expect"))));
+    for other in [&["--bootstrap"][..], &["--join", "http://10.0.0.1:8080"]] {
+        let args = [&peers[..], &["--bootstrap-expect", "3"], other].concat();
+        let err = parse(&args).validate().expect_err("--bootstrap-expect with --bootstrap or --join");
+        assert!(matches!(err, ConfigError::FormationAndBootstrapOrJoin), "{other:?}: {err}");
+    }
 }

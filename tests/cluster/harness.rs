@@ -17,6 +17,28 @@ use gameraft::event::{CriticalEvent, GameEvent};
 use gameraft::launcher::{ServeChild, ServeCommand};
 use tokio::time::Instant;
 
+/// How a node with no state finds its cluster.
+enum Start {
+    Bootstrap,
+    Join(String),
+    /// From the discovery flags in the cluster's extra arguments.
+    Discover,
+}
+
+/// A base port with it and the next `n - 1` free on 127.0.0.1, for HTTP and
+/// for Raft, for nodes whose addresses must be known before they start.
+/// Below Linux's ephemeral range (32768 and up), where the other tests'
+/// port-0 listeners and outgoing connections take their ports.
+pub fn free_bases(n: u16) -> (u16, u16) {
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 2 * n;
+    let free = |base: u16| (base..base + n).all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+    let mut base = start;
+    while !(free(base) && free(base + n)) {
+        base += 2 * n;
+    }
+    (base, base + n)
+}
+
 pub struct TestNode {
     pub id: u64,
     pub http_addr: String,
@@ -210,6 +232,21 @@ impl TestCluster {
         http_addr: &str,
         raft_addr: &str,
     ) -> &TestNode {
+        let start = match join {
+            Some(url) => Start::Join(url),
+            None => Start::Bootstrap,
+        };
+        self.launch(id, pass_id, start, http_addr, raft_addr).await
+    }
+
+    /// Starts node `id` with neither `--bootstrap` nor `--join`: it forms
+    /// its cluster from the flags the cluster was made with (`--peers` or
+    /// `--discovery-dns`, and `--bootstrap-expect`).
+    pub async fn spawn_forming(&mut self, id: u64, http_addr: &str, raft_addr: &str) -> &TestNode {
+        self.launch(id, true, Start::Discover, http_addr, raft_addr).await
+    }
+
+    async fn launch(&mut self, id: u64, pass_id: bool, start: Start, http_addr: &str, raft_addr: &str) -> &TestNode {
         let log_path = self.log_dir.join(format!("node-{id}.log"));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open node log");
         let mut serve = self.serve(http_addr, raft_addr).stderr(log);
@@ -219,9 +256,10 @@ impl TestCluster {
         if pass_id {
             serve = serve.id(id);
         }
-        serve = match join {
-            Some(join) => serve.join(&join),
-            None => serve.bootstrap(),
+        serve = match start {
+            Start::Join(url) => serve.join(&url),
+            Start::Bootstrap => serve.bootstrap(),
+            Start::Discover => serve,
         };
         if !self.extra_args.iter().any(|arg| arg == "--in-memory") {
             serve = serve.data_dir(self.data_dir_of(id));

@@ -4,6 +4,7 @@
 mod harness;
 mod recorder;
 mod t10_formation;
+mod t11_bootstrap_expect;
 mod t12_cluster_command;
 mod t15_node_identity;
 mod t17_client_tokens;

@@ -12,21 +12,7 @@ use tokio::process::Command;
 
 use gameraft::launcher::ServeCommand;
 
-use crate::harness::wait_for;
-
-/// A base port with it and the next `n - 1` free on 127.0.0.1, for HTTP and
-/// for Raft (the command numbers its nodes' ports from a base). Below
-/// Linux's ephemeral range (32768 and up), where the other tests' port-0
-/// listeners and outgoing connections take their ports.
-fn free_bases(n: u16) -> (u16, u16) {
-    let start = 20_000 + (std::process::id() % 1_000) as u16 * 2 * n;
-    let free = |base: u16| (base..base + n).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
-    let mut base = start;
-    while !(free(base) && free(base + n)) {
-        base += 2 * n;
-    }
-    (base, base + n)
-}
+use crate::harness::{free_bases, wait_for};
 
 /// Whoever reads the command's output may go away (a closed terminal, `|
 /// head`): the command keeps its cluster, and on SIGTERM still stops every
