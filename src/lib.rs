@@ -34,7 +34,8 @@
 //! - [`auth`]: client bearer tokens and their roles, checked before any handler.
 //! - [`proposer`]: the write path to Raft: request ids, batching, the write timeout.
 //! - [`node`]: start-up (bind, Raft, servers, bootstrap or join) and shutdown.
-//! - [`membership`]: joining (learner, catch-up, promotion) and removal, on the leader.
+//! - [`membership`]: joining (learner, catch-up, promotion) and removal, on the leader;
+//!   [`formation`]: identical nodes forming one cluster from discovered peers.
 //! - [`network`]: OpenRaft's RPCs over gRPC, with typed protobuf messages; the Raft port's
 //!   listener, which also takes the requests followers forward to the leader.
 //! - [`tls`]: peer TLS (cluster CA, node certificates naming their node id) and HTTPS.
