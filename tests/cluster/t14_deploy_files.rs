@@ -330,7 +330,7 @@ impl Deployment {
         let volumes_dir = tempfile::tempdir().expect("a temporary directory");
         let _ = std::fs::remove_dir_all(log_dir);
         std::fs::create_dir_all(log_dir).expect("the log directory");
-        let mut nodes = Vec::new();
+        let mut spawned = Vec::new();
         for (container, host) in containers.iter().zip(&hosts.hosts) {
             let (program, args) = container.argv.split_first().expect("a command");
             let subcommand = args.first().map(String::as_str);
@@ -373,18 +373,19 @@ impl Deployment {
             for (key, value) in &container.env {
                 serve = serve.env(key, on_volume(value).unwrap_or_else(|| value.clone()));
             }
-            let mut child = serve.spawn().expect("the node starts");
+            spawned.push((container, host, serve.spawn().expect("the node starts"), (http_port, raft_port), log_path));
+        }
+        // All started before any is waited for, as a service starts its
+        // tasks: a node may wait for its peers before it listens.
+        let mut nodes = Vec::new();
+        for (container, host, mut child, ports, log_path) in spawned {
             let listening = child
                 .listening(LIMIT)
                 .await
                 .unwrap_or_else(|e| panic!("{} does not listen ({}): {e}", container.name, log_path.display()));
-            assert_eq!(
-                (listening.http_addr.port(), listening.raft_addr.port()),
-                (http_port, raft_port),
-                "{} listens on the declared ports",
-                container.name
-            );
-            let base = format!("http://{}:{http_port}", host.ip);
+            let listens_on = (listening.http_addr.port(), listening.raft_addr.port());
+            assert_eq!(listens_on, ports, "{} listens on the declared ports", container.name);
+            let base = format!("http://{}:{}", host.ip, ports.0);
             let client = match token {
                 Some(token) => Client::with_token(base, token),
                 None => Client::new(base),
