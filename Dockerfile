@@ -10,7 +10,7 @@
 
 # Build stage: the locked dependencies, a release build. No system protoc:
 # build.rs compiles proto/raft.proto with protox.
-FROM rust:1.95-slim-bookworm AS build
+FROM rust:1.95-slim-trixie AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin gameraft \
@@ -19,7 +19,7 @@ RUN cargo build --release --locked --bin gameraft \
 # Runtime stage: the binary, a non-root user, and the data volume. The same
 # Debian release as the build stage, so the binary finds the glibc it was
 # linked against.
-FROM debian:bookworm-slim
+FROM debian:trixie-slim
 RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home gameraft \
  && mkdir /data \
  && chown gameraft:gameraft /data
