@@ -1,9 +1,11 @@
 //! The `gameraft` binary: `serve` runs one node, `cluster` runs a local
-//! cluster of them; `token` and `certs` make their credentials.
+//! cluster of them; `token` and `certs` make their credentials; `probe` is
+//! the container health check.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use gameraft::auth::{self, Role};
 use gameraft::cluster::{self, ClusterConfig};
@@ -42,6 +44,15 @@ enum Commands {
     /// The cluster CA and node certificates for --peer-tls-dir.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// GET URL; exit 0 on a 2xx answer, 1 otherwise (no answer within the
+    /// timeout included). The container images' health check: `gameraft
+    /// probe http://127.0.0.1:8080/ready`, as they have no curl. Plain HTTP
+    /// only: it trusts no certificate.
+    Probe {
+        url: String,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,7 +127,19 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", cert.display());
             Ok(())
         }
+        Commands::Probe { url, timeout_ms } => probe(&url, Duration::from_millis(timeout_ms)).await,
     }
+}
+
+async fn probe(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(timeout).build().context("cannot build an HTTP client")?;
+    let response = client.get(url).send().await.with_context(|| format!("no answer from {url}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        bail!("{url} answered {status}: {}", body.trim());
+    }
+    Ok(())
 }
 
 async fn serve(config: NodeConfig) -> anyhow::Result<()> {

@@ -10,8 +10,15 @@
 //!
 //! Without namespaces, nodes listen on 127.0.0.x; partitions and loss are then
 //! unavailable and the nemesis skips them (it says so).
+//!
+//! Host names resolve inside the namespaces as [`Hosts::name`] sets them:
+//! `ip netns exec <namespace>` bind-mounts each file of
+//! `/etc/netns/<namespace>/` over its namesake in `/etc/`, so a `hosts` file
+//! there is the namespace's `/etc/hosts`.
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::process::Command;
 
@@ -69,10 +76,13 @@ impl Hosts {
     }
 
     async fn namespaces(nodes: usize) -> Result<Hosts, (Hosts, HostError)> {
-        // Names and the subnet come from the pid, so concurrent runs do not clash.
-        let pid = std::process::id();
-        let tag = format!("{:04x}", pid & 0xffff);
-        let subnet = 100 + (pid % 100) as u8;
+        // Names and the subnet come from the pid and a count of the sets made
+        // in this process, so concurrent runs, and tests sharing a process,
+        // do not clash.
+        static MADE: AtomicU32 = AtomicU32::new(0);
+        let seq = std::process::id().wrapping_add(MADE.fetch_add(1, Ordering::Relaxed).wrapping_mul(37));
+        let tag = format!("{:04x}", seq & 0xffff);
+        let subnet = 100 + (seq % 100) as u8;
         let bridge = format!("grbr{tag}");
         let mut hosts = Hosts { hosts: Vec::new(), bridge: None, loopback_reason: None };
         let host_ip = format!("10.77.{subnet}.254/24");
@@ -189,11 +199,43 @@ impl Hosts {
         run(&command).await
     }
 
-    /// Deletes the namespaces and the bridge (their veths go with them).
+    /// Makes `names` resolve in every namespace: each name to every address
+    /// it is given with (a name given several addresses resolves to all of
+    /// them, as a DNS name with several A records), plus `localhost`. Does
+    /// nothing on loopback.
+    pub fn name(&self, names: &[(String, Ipv4Addr)]) -> Result<(), HostError> {
+        let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (name, ip) in names {
+            hosts.push_str(&format!("{ip} {name}\n"));
+        }
+        for netns in self.hosts.iter().filter_map(|h| h.netns.as_deref()) {
+            let dir = netns_etc(netns);
+            let write = |file: &str, text: &str| {
+                let path = dir.join(file);
+                std::fs::write(&path, text).map_err(|e| HostError::Command {
+                    command: format!("write {}", path.display()),
+                    detail: e.to_string(),
+                })
+            };
+            std::fs::create_dir_all(&dir).map_err(|e| HostError::Command {
+                command: format!("mkdir {}", dir.display()),
+                detail: e.to_string(),
+            })?;
+            write("hosts", &hosts)?;
+            // glibc returns only the first address of a name in the hosts
+            // file unless told otherwise.
+            write("host.conf", "multi on\n")?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the namespaces, their names, and the bridge (their veths go
+    /// with them).
     pub async fn destroy(&self) {
         for host in &self.hosts {
             if let Some(netns) = &host.netns {
                 let _ = run(&args(&["ip", "netns", "del", netns])).await;
+                let _ = std::fs::remove_dir_all(netns_etc(netns));
             }
         }
         if let Some(bridge) = &self.bridge {
@@ -223,6 +265,11 @@ fn cut_pairs(ids: &[u64], groups: &[Vec<u64>]) -> Vec<(u64, u64)> {
 fn refuse_rule(port: u16) -> Vec<String> {
     let port = port.to_string();
     args(&["-A", "INPUT", "-p", "tcp", "--syn", "--dport", &port, "-j", "REJECT", "--reject-with", "tcp-reset"])
+}
+
+/// The files `ip netns exec` puts over `/etc/` in namespace `netns`.
+fn netns_etc(netns: &str) -> PathBuf {
+    PathBuf::from("/etc/netns").join(netns)
 }
 
 fn args(parts: &[&str]) -> Vec<String> {

@@ -10,6 +10,9 @@
 //! The workload records every operation with its invoke and complete times
 //! and outcome ([`history`]); after the faults stop and the cluster heals, the
 //! [`checker`] reads every node's log and checks the history against it.
+//! [`hosts`] (network namespaces on a bridge) is also what the cluster tests
+//! use to run nodes as separate machines.
 
 pub mod checker;
 pub mod history;
+pub mod hosts;

@@ -6,7 +6,6 @@
 //! target/release/gameraft-chaos --profile long --seed 42
 //! ```
 
-mod hosts;
 mod nemesis;
 mod nodes;
 mod report;
@@ -16,6 +15,8 @@ mod workload;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+// In the library, for the cluster tests; `crate::hosts` here as before.
+use gameraft_chaos::hosts;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Profile {

@@ -6,6 +6,7 @@ mod recorder;
 mod t10_formation;
 mod t11_bootstrap_expect;
 mod t12_cluster_command;
+mod t14_deploy_files;
 mod t15_node_identity;
 mod t17_client_tokens;
 mod t18_peer_tls;
