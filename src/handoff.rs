@@ -168,8 +168,11 @@ impl Handoff<'_> {
             tokio::time::sleep(rest).await;
         }
 
-        // 2. No new entries from here on.
-        self.proposer.hand_over();
+        // 2. No new entries from here on. Batches proposed before have
+        //    reached Raft's queue; a request through that queue returns once
+        //    Raft has appended them.
+        self.proposer.hand_over().await;
+        self.raft.with_raft_state(|_| ()).await.map_err(|_| HandoffError::RaftStopped)?;
 
         // 3. A voter whose matched index is the last log index.
         let (target, last) = self.caught_up_follower(term).await?;

@@ -89,8 +89,10 @@ impl Proposer {
 
     /// From now on, proposes nothing: this node is handing its leadership
     /// over, and its log must stop growing for a follower to catch up.
-    pub fn hand_over(&self) {
+    /// Returns once every batch proposed before has reached Raft.
+    pub async fn hand_over(&self) {
         self.handing_over.store(true, Ordering::Relaxed);
+        self.batcher.close().await;
     }
 
     /// Proposes `event` under `id` in the leader's next entry and waits for

@@ -122,6 +122,7 @@ async fn rolling_restart_under_load_measures_the_worst_write_gap() {
         let exited = begin.elapsed();
         cluster.restart(&stopped).await;
         drop(stopped);
+        live.write().expect("live nodes lock").insert(id, cluster.client(id).clone());
         cluster.wait_for_voters(3).await;
         let target = cluster.client(cluster.leader().await).status().await.expect("status").event_count;
         let client = cluster.client(id).clone();
