@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gameraft::proto::pb;
+use gameraft::proto::pb::raft_service_client::RaftServiceClient;
 use nix::sys::signal::{kill, Signal};
 use tokio::time::Instant;
 
@@ -64,6 +66,47 @@ async fn sigterm_on_the_leader_hands_leadership_over_within_half_a_second_and_ex
     drop(stopped);
     cluster.wait_for_voters(3).await;
     cluster.converged_events(written as usize + 1).await;
+}
+
+/// TimeoutNow makes a follower campaign only when it comes from the leader
+/// it follows, in the current term, and its log reaches the leader's last
+/// index. (Without peer TLS any caller with the cluster's metadata can name
+/// itself the leader, as for every peer RPC; with it, the certificate must
+/// name the leader: `t18_peer_tls`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_now_is_honoured_only_from_the_current_leader_in_its_term() {
+    let cluster = TestCluster::start("timeout-now-refusals", 3).await;
+    let leader = cluster.leader().await;
+    let mut others = cluster.ids().into_iter().filter(|id| *id != leader);
+    let (target, other) = (others.next().expect("a follower"), others.next().expect("another follower"));
+    let before = cluster.client(target).status().await.expect("status");
+    let node_json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(cluster.data_dir_of(target).join("node.json")).expect("the target's node.json"),
+    )
+    .expect("node.json");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.node(target).raft_addr))
+        .expect("endpoint")
+        .connect_lazy();
+    let mut client = RaftServiceClient::new(channel);
+    let term = before.current_term;
+    let cases = [
+        ("another follower", other, term, 0),
+        ("the leader, in an older term", leader, term.saturating_sub(1), 0),
+        ("the leader, in a later term", leader, term + 1, 0),
+        ("the leader, with a longer log", leader, term, 1_000_000),
+    ];
+    for (sender, node_id, term, last_log_index) in cases {
+        let mut request =
+            tonic::Request::new(pb::TimeoutNowRequest { leader: Some(pb::LeaderId { term, node_id }), last_log_index });
+        let field = |name: &str| node_json[name].as_str().expect(name).parse().expect("metadata value");
+        request.metadata_mut().insert("gameraft-cluster-id", field("cluster_id"));
+        request.metadata_mut().insert("gameraft-to-node", target.to_string().parse().expect("metadata value"));
+        request.metadata_mut().insert("gameraft-to-incarnation", field("incarnation"));
+        let status = client.timeout_now(request).await.expect_err(&format!("TimeoutNow from {sender} was honoured"));
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{sender}: {status}");
+    }
+    let after = cluster.client(target).status().await.expect("status");
+    assert_eq!((after.current_term, after.current_leader), (term, Some(leader)), "the follower campaigned");
 }
 
 /// On demand: a rolling restart (SIGTERM, wait for the exit, restart on the
@@ -154,6 +197,9 @@ async fn rolling_restart_under_load_measures_the_worst_write_gap() {
     eprintln!("{} writes acknowledged, {retried} after a failed try", written.len());
     for (id, role, gap) in &gaps {
         eprintln!("rolling restart: node {id} ({role}): worst gap between acknowledged writes {gap:?}");
+    }
+    for (id, role, gap) in &gaps {
+        assert!(*gap < Duration::from_secs(1), "restarting node {id} ({role}) stopped writes for {gap:?}");
     }
 }
 
