@@ -23,11 +23,11 @@
 //! The old leader, however, refreshes its own vote only when it becomes
 //! leader (`establish_leader`): a lease after that, it grants a higher-term
 //! vote whose log is at least its own, and that vote plus the candidate's
-//! own is a majority of three. So the leader waits until it has led for a
-//! lease (at once in a rolling restart, where leaders have led for longer)
-//! and needs no change to OpenRaft. With five voters the candidate needs a
-//! follower's vote too, refused for the lease: the handoff then fails (the
-//! leader shuts down anyway) and the normal election follows.
+//! own is a majority of three (or two). So the leader waits until it has
+//! led for a lease (at once in a rolling restart, where leaders have led for
+//! longer) and needs no change to OpenRaft. With four or more voters the
+//! candidate would need a follower's vote too, refused for the lease: the
+//! leader does not try, and stops as it would without a handoff.
 //!
 //! Any step that fails or runs out of time ends the handoff; the node then
 //! shuts down as it would without it, and the followers elect a leader when
@@ -51,6 +51,10 @@ pub enum HandoffError {
     NotLeader,
     #[error("no other voter to hand leadership to")]
     NoFollower,
+    /// The candidate would need a follower's vote, refused during the
+    /// lease (module doc).
+    #[error("{voters} voters: a handoff needs the old leader's vote to be a majority (at most 3 voters)")]
+    TooManyVoters { voters: usize },
     #[error("no follower caught up with log index {last} within {waited:?}")]
     CatchUpTimedOut { last: u64, waited: Duration },
     #[error("node {target} has no known address")]
@@ -153,8 +157,12 @@ impl Handoff<'_> {
             if m.state != ServerState::Leader || m.current_leader != Some(self.own_id) {
                 return Err(HandoffError::NotLeader);
             }
-            if !m.membership_config.membership().voter_ids().any(|id| id != self.own_id) {
+            let voters = m.membership_config.membership().voter_ids().count();
+            if voters < 2 {
                 return Err(HandoffError::NoFollower);
+            }
+            if voters > 3 {
+                return Err(HandoffError::TooManyVoters { voters });
             }
             m.current_term
         };

@@ -411,7 +411,7 @@ impl RunningNode {
         let started = tokio::time::Instant::now();
         match handoff.run().await {
             Ok(leader) => tracing::info!(node_id, leader, took = ?started.elapsed(), "handed leadership over"),
-            Err(crate::handoff::HandoffError::NotLeader) => {}
+            Err(crate::handoff::HandoffError::NotLeader | crate::handoff::HandoffError::NoFollower) => {}
             Err(err) => tracing::warn!(node_id, %err, "leadership handoff failed; stopping anyway"),
         }
         if let Err(err) = self.state.raft.shutdown().await {
