@@ -178,12 +178,21 @@ impl Handoff<'_> {
 
         // 2. No new entries from here on. Batches proposed before have
         //    reached Raft's queue; a request through that queue returns once
-        //    Raft has appended them.
+        //    Raft has appended them. Raft publishes its metrics at the top of
+        //    each turn of its loop (every publication notifies), so the first
+        //    one after that answer shows them.
         self.proposer.hand_over().await;
         self.raft.with_raft_state(|_| ()).await.map_err(|_| HandoffError::RaftStopped)?;
+        let mut metrics = self.raft.metrics();
+        metrics.borrow_and_update();
+        match tokio::time::timeout(self.limits.catch_up, metrics.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(HandoffError::RaftStopped),
+            Err(_) => return Err(HandoffError::CatchUpTimedOut { last: 0, waited: self.limits.catch_up }),
+        }
 
         // 3. A voter whose matched index is the last log index.
-        let (target, last) = self.caught_up_follower(term).await?;
+        let (target, last) = self.caught_up_follower(term, metrics).await?;
 
         // 4. TimeoutNow.
         let addr = self.registry.get(target).ok_or(HandoffError::NoAddress { target })?;
@@ -210,9 +219,12 @@ impl Handoff<'_> {
 
     /// Waits until a voter's matched log index equals the leader's last log
     /// index; returns it and that index. Of several, the lowest id.
-    async fn caught_up_follower(&self, term: u64) -> Result<(NodeId, u64), HandoffError> {
+    async fn caught_up_follower(
+        &self,
+        term: u64,
+        mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, crate::types::PeerAddr>>,
+    ) -> Result<(NodeId, u64), HandoffError> {
         let deadline = Instant::now() + self.limits.catch_up;
-        let mut metrics = self.raft.metrics();
         loop {
             let found = {
                 let m = metrics.borrow_and_update();

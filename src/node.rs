@@ -409,10 +409,14 @@ impl RunningNode {
             limits: self.handoff_limits,
         };
         let started = tokio::time::Instant::now();
-        match handoff.run().await {
-            Ok(leader) => tracing::info!(node_id, leader, took = ?started.elapsed(), "handed leadership over"),
-            Err(crate::handoff::HandoffError::NotLeader | crate::handoff::HandoffError::NoFollower) => {}
-            Err(err) => tracing::warn!(node_id, %err, "leadership handoff failed; stopping anyway"),
+        // Each step has its own bound; this one also covers a Raft that no
+        // longer takes requests.
+        let bound = self.handoff_limits.total() + Duration::from_secs(1);
+        match tokio::time::timeout(bound, handoff.run()).await {
+            Ok(Ok(leader)) => tracing::info!(node_id, leader, took = ?started.elapsed(), "handed leadership over"),
+            Ok(Err(crate::handoff::HandoffError::NotLeader | crate::handoff::HandoffError::NoFollower)) => {}
+            Ok(Err(err)) => tracing::warn!(node_id, %err, "leadership handoff failed; stopping anyway"),
+            Err(_elapsed) => tracing::warn!(node_id, ?bound, "leadership handoff still running; stopping anyway"),
         }
         if let Err(err) = self.state.raft.shutdown().await {
             tracing::warn!(node_id, %err, "raft shutdown");
