@@ -45,6 +45,7 @@
 //! - [`proto`]: the protobuf form of OpenRaft's messages, sent by [`network`] and stored by [`raft_log`].
 //! - [`registry`]: node id to addresses, mirrored from the Raft membership.
 //! - [`failover`]: campaigns at once when the leader's process is gone.
+//! - [`handoff`]: a stopping leader hands its leadership to a caught-up follower (TimeoutNow).
 //! - [`identity`]: the cluster id and node incarnation every peer RPC carries and is checked
 //!   against, so a wiped node cannot vote as the member it was.
 //! - [`ephemeral`]: the leader's in-memory state for ephemeral events.
@@ -62,6 +63,7 @@ pub mod ephemeral;
 pub mod event;
 pub mod failover;
 pub mod formation;
+pub mod handoff;
 pub mod identity;
 pub mod launcher;
 pub mod locks;

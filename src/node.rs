@@ -17,7 +17,9 @@
 //! start, so a node that lost its data never founds a second cluster.
 //!
 //! Shutdown (SIGTERM/SIGINT): stop taking HTTP requests and let in-flight
-//! ones finish, stop Raft, then stop answering peers.
+//! ones finish; if this node leads, hand leadership to a caught-up follower
+//! (`handoff.rs`, bounded; a failure only logs); stop Raft, then stop
+//! answering peers.
 //!
 //! Storage: the data directory (`--data-dir`, locked while the node runs)
 //! unless `--in-memory`, where a restarted node is a new, empty node that
@@ -40,6 +42,7 @@ use crate::disk::{DataDir, DataDirError};
 use crate::ephemeral::EphemeralStore;
 use crate::failover;
 use crate::formation;
+use crate::handoff::{Handoff, HandoffLimits, LeadershipClock};
 use crate::identity::NodeIdentity;
 use crate::membership::{self, JoinRequest};
 use crate::network::fault::PeerDelay;
@@ -125,6 +128,10 @@ pub struct RunningNode {
     http_task: JoinHandle<std::io::Result<()>>,
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
     join_task: Option<JoinHandle<Result<(), NodeError>>>,
+    /// For the leadership handoff on shutdown.
+    peers: PeerNetwork,
+    leadership: LeadershipClock,
+    handoff_limits: HandoffLimits,
     /// Held (locked) for as long as the node runs.
     _data_dir: Option<Arc<DataDir>>,
 }
@@ -194,6 +201,8 @@ impl RunningNode {
         if let Some(file) = &config.faults.fault_peer_delay_file {
             network = network.with_delay(PeerDelay::from_file(file.clone()));
         }
+        let peers = network.clone();
+        let handoff_limits = HandoffLimits::from_openraft(&raft_config);
         let (raft, events) = match &data_dir {
             Some(dir) => {
                 let state_machine = GameStateMachine::open(&dir.state_dir())?
@@ -216,6 +225,8 @@ impl RunningNode {
 
         let registry = NodeRegistry::new();
         tokio::spawn(mirror_membership(raft.clone(), registry.clone()));
+        let leadership = LeadershipClock::default();
+        tokio::spawn(crate::handoff::watch_leadership(raft.clone(), node_id, leadership.clone()));
         let appends = failover::AppendEntriesClock::default();
         if config.raft.leader_probe_ms > 0 {
             let probe = failover::ProbeSettings {
@@ -357,6 +368,9 @@ impl RunningNode {
             http_task,
             grpc_task,
             join_task,
+            peers,
+            leadership,
+            handoff_limits,
             _data_dir: data_dir,
         })
     }
@@ -407,8 +421,9 @@ impl RunningNode {
         outcome
     }
 
-    /// Stops HTTP (letting in-flight requests finish, within a bound), then
-    /// Raft, then the peer service.
+    /// Stops HTTP (letting in-flight requests finish, within a bound), hands
+    /// leadership over if this node leads (within [`HandoffLimits::total`]),
+    /// then stops Raft, then the peer service.
     pub async fn shutdown(self) {
         let node_id = self.node_id();
         tracing::info!(node_id, "shutting down");
@@ -418,6 +433,25 @@ impl RunningNode {
         self.stop_http.cancel();
         if tokio::time::timeout(Duration::from_secs(10), self.http_task).await.is_err() {
             tracing::warn!(node_id, "HTTP requests still running after 10s; stopping anyway");
+        }
+        let handoff = Handoff {
+            raft: &self.state.raft,
+            own_id: node_id,
+            peers: &self.peers,
+            registry: &self.state.registry,
+            proposer: &self.state.proposer,
+            clock: &self.leadership,
+            limits: self.handoff_limits,
+        };
+        let started = tokio::time::Instant::now();
+        // Each step has its own bound; this one also covers a Raft that no
+        // longer takes requests.
+        let bound = self.handoff_limits.total() + Duration::from_secs(1);
+        match tokio::time::timeout(bound, handoff.run()).await {
+            Ok(Ok(leader)) => tracing::info!(node_id, leader, took = ?started.elapsed(), "handed leadership over"),
+            Ok(Err(crate::handoff::HandoffError::NotLeader | crate::handoff::HandoffError::NoFollower)) => {}
+            Ok(Err(err)) => tracing::warn!(node_id, %err, "leadership handoff failed; stopping anyway"),
+            Err(_elapsed) => tracing::warn!(node_id, ?bound, "leadership handoff still running; stopping anyway"),
         }
         if let Err(err) = self.state.raft.shutdown().await {
             tracing::warn!(node_id, %err, "raft shutdown");

@@ -69,6 +69,29 @@ impl PeerNetwork {
     }
 }
 
+impl PeerNetwork {
+    /// Sends TimeoutNow (`handoff.rs`) to `target`: this node, leader in
+    /// `term` with its log ending at `last_log_index`, asks it to campaign.
+    pub async fn timeout_now(
+        &self,
+        target: NodeId,
+        addr: &PeerAddr,
+        term: u64,
+        last_log_index: u64,
+        limit: Duration,
+    ) -> Result<(), tonic::Status> {
+        let channel = self.channel(&addr.raft_addr).map_err(tonic::Status::invalid_argument)?;
+        let mut client = RaftServiceClient::new(channel);
+        let leader = pb::LeaderId { term, node_id: self.identity.node_id() };
+        let mut request = tonic::Request::new(pb::TimeoutNowRequest { leader: Some(leader), last_log_index });
+        self.identity.stamp(request.metadata_mut(), target, &addr.incarnation);
+        match tokio::time::timeout(limit, client.timeout_now(request)).await {
+            Ok(reply) => reply.map(|_| ()),
+            Err(_elapsed) => Err(tonic::Status::deadline_exceeded(format!("no answer within {limit:?}"))),
+        }
+    }
+}
+
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 

@@ -3,10 +3,17 @@
 //! a vote, a node that is a member) and, with peer TLS, once the node the
 //! RPC speaks for (the vote's node) is the one the caller's certificate
 //! names.
+//!
+//! TimeoutNow (a stopping leader's "campaign now", `handoff.rs`) is
+//! admitted the same way, its sender being the leader it names, and is
+//! honoured only if that node is the leader this node follows, in the same
+//! term, and this node's log reaches the leader's last index: anyone else
+//! could otherwise start elections at will.
 
 use std::sync::Arc;
 
 use openraft::raft::AppendEntriesResponse;
+use openraft::ServerState;
 use tonic::{Request, Response, Status};
 
 use super::listener::PeerConnectInfo;
@@ -136,5 +143,41 @@ impl RaftService for RaftGrpcService {
             return Err(refused);
         }
         Ok(Response::new(self.raft.install_snapshot(req).await.into()))
+    }
+
+    async fn timeout_now(&self, request: Request<pb::TimeoutNowRequest>) -> Result<Response<pb::Empty>, Status> {
+        let (caller, message) = Caller::split(request);
+        let leader = message.leader.ok_or_else(|| Status::invalid_argument("TimeoutNow without a leader id"))?;
+        if let Some(refused) = self.refusal("timeout_now", &caller, leader.node_id) {
+            return Err(refused);
+        }
+        let own_id = self.identity.node_id();
+        let refusal = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            let voter = m.membership_config.membership().voter_ids().any(|id| id == own_id);
+            if m.current_leader != Some(leader.node_id) || m.current_term != leader.term {
+                Some(format!(
+                    "node {} in term {} is not this node's leader (node {:?} in term {})",
+                    leader.node_id, leader.term, m.current_leader, m.current_term
+                ))
+            } else if m.state != ServerState::Follower || !voter {
+                Some(format!("this node is a {:?}, not a voting follower", m.state))
+            } else if m.last_log_index.unwrap_or(0) < message.last_log_index {
+                Some(format!(
+                    "this node's log ends at {:?}, before the leader's last index {}",
+                    m.last_log_index, message.last_log_index
+                ))
+            } else {
+                None
+            }
+        };
+        if let Some(reason) = refusal {
+            tracing::warn!(node_id = own_id, from = leader.node_id, "refusing TimeoutNow: {reason}");
+            return Err(Status::failed_precondition(reason));
+        }
+        tracing::info!(node_id = own_id, from = leader.node_id, term = leader.term, "TimeoutNow: campaigning now");
+        self.raft.trigger().elect().await.map_err(|fatal| Status::unavailable(fatal.to_string()))?;
+        Ok(Response::new(pb::Empty {}))
     }
 }

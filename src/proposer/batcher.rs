@@ -30,7 +30,7 @@
 use std::sync::Arc;
 
 use openraft::error::ClientWriteError;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, RwLock, Semaphore};
 
 use super::ProposeError;
 use crate::config::NodeConfig;
@@ -90,6 +90,11 @@ struct Pending {
 pub struct Batcher {
     queue: mpsc::Sender<Pending>,
     event_budget: usize,
+    /// `true` once [`Batcher::close`] ran: batches are answered
+    /// [`ProposeError::NotLeader`] instead of proposed. The task holds it
+    /// read-locked while it proposes, so `close` returns only after the last
+    /// proposal reached Raft.
+    closed: Arc<RwLock<bool>>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -104,8 +109,16 @@ impl Batcher {
         // Room for several full batches; beyond that, handlers wait to
         // enqueue (their write timeout still runs).
         let (queue, rx) = mpsc::channel(limits.max_events.saturating_mul(limits.in_flight + 2).max(1024));
-        tokio::spawn(run(raft, rx, limits));
-        Self { queue, event_budget: limits.event_budget() }
+        let closed = Arc::new(RwLock::new(false));
+        tokio::spawn(run(raft, rx, limits, closed.clone()));
+        Self { queue, event_budget: limits.event_budget(), closed }
+    }
+
+    /// Proposes nothing more: every batch from now on is answered
+    /// [`ProposeError::NotLeader`]. Returns once no proposal is under way, so
+    /// every entry this node will append has been handed to Raft.
+    pub async fn close(&self) {
+        *self.closed.write().await = true;
     }
 
     /// Proposes `event` in the next batch and waits for its outcome (after
@@ -122,7 +135,7 @@ impl Batcher {
     }
 }
 
-async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>, limits: BatchLimits) {
+async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>, limits: BatchLimits, closed: Arc<RwLock<bool>>) {
     let slots = Arc::new(Semaphore::new(limits.in_flight));
     // A write that did not fit the byte bound of the previous batch.
     let mut carried: Option<Pending> = None;
@@ -160,9 +173,16 @@ async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>, limits: BatchLimits
         let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.event, p.reply)).unzip();
         let command =
             EventBatch { events, proposed_at_ms: now_ms(), request_id_window_ms: limits.request_id_window_ms };
+        let gate = closed.read().await;
+        if *gate {
+            answer_all(replies, ProposeError::NotLeader);
+            continue;
+        }
         // Sent from this task, so entries are proposed in the order batches
         // were cut; the answers are awaited in their own tasks.
-        match raft.client_write_ff(command).await {
+        let proposed = raft.client_write_ff(command).await;
+        drop(gate);
+        match proposed {
             Err(fatal) => answer_all(replies, ProposeError::RaftStopped(Arc::new(fatal))),
             Ok(applied) => {
                 tokio::spawn(async move {

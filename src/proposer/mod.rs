@@ -21,6 +21,7 @@
 mod batcher;
 pub mod request_id;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,19 +74,34 @@ pub enum ProposeError {
 pub struct Proposer {
     batcher: Batcher,
     timeout: Duration,
+    /// Set when this node hands its leadership over before it stops
+    /// (`handoff.rs`): writes answer [`ProposeError::NotLeader`] and are
+    /// retried on the next leader.
+    handing_over: Arc<AtomicBool>,
 }
 
 impl Proposer {
     /// Starts the batching task on the current runtime. A write waits at
     /// most `timeout` for its outcome.
     pub fn spawn(raft: Raft, limits: BatchLimits, timeout: Duration) -> Self {
-        Self { batcher: Batcher::spawn(raft, limits), timeout }
+        Self { batcher: Batcher::spawn(raft, limits), timeout, handing_over: Arc::default() }
+    }
+
+    /// From now on, proposes nothing: this node is handing its leadership
+    /// over, and its log must stop growing for a follower to catch up.
+    /// Returns once every batch proposed before has reached Raft.
+    pub async fn hand_over(&self) {
+        self.handing_over.store(true, Ordering::Relaxed);
+        self.batcher.close().await;
     }
 
     /// Proposes `event` under `id` in the leader's next entry and waits for
     /// its outcome on this node's state machine: appended, or the earlier
     /// event the id names (a retry, or an id reused for another event).
     pub async fn propose(&self, id: &RequestId, event: CriticalEvent) -> Result<EventOutcome, ProposeError> {
+        if self.handing_over.load(Ordering::Relaxed) {
+            return Err(ProposeError::NotLeader);
+        }
         let proposed = ProposedEvent { request_id: Some(id.as_str().to_string()), event };
         tokio::time::timeout(self.timeout, self.batcher.write(proposed))
             .await

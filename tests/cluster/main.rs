@@ -15,6 +15,7 @@ mod t30_bad_input;
 mod t50_failover;
 mod t55_elections;
 mod t56_leader_kill_loop;
+mod t57_leader_handoff;
 mod t58_stranded_writes;
 mod t60_crash_restart;
 mod t62_snapshot_install_crash;

@@ -58,8 +58,8 @@ fn addressed<T>(message: T, target: NodeId, node_json: &serde_json::Value) -> to
 }
 
 /// AppendEntries, Vote and InstallSnapshot in the name of `claimed`, one
-/// term ahead of the target: each would change the target's state if
-/// accepted.
+/// term ahead of the target, and TimeoutNow in its name at `term`: each
+/// would change the target's state if accepted.
 async fn forge_all(
     client: &mut RaftServiceClient<Channel>,
     target: NodeId,
@@ -96,11 +96,22 @@ async fn forge_all(
                 .await
                 .map(drop),
         ),
+        (
+            "timeout_now",
+            client
+                .timeout_now(addressed(
+                    pb::TimeoutNowRequest { leader: Some(pb::LeaderId { term, node_id: claimed }), last_log_index: 0 },
+                    target,
+                    node_json,
+                ))
+                .await
+                .map(drop),
+        ),
     ]
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn only_a_node_with_its_own_certificate_of_this_cluster_can_append_vote_or_install_a_snapshot() {
+async fn only_a_node_with_its_own_certificate_of_this_cluster_can_append_vote_install_a_snapshot_or_time_out() {
     let ca = tempfile::tempdir().expect("temp dir");
     certs::init_ca(ca.path()).expect("CA");
     for id in 1..=3 {

@@ -19,19 +19,19 @@ use crate::recorder::{Naming, Recorder, Write};
 
 /// The answer that finally acknowledged a write.
 #[derive(Debug, Clone)]
-struct Acked {
-    log_index: u64,
-    duplicate: bool,
+pub(crate) struct Acked {
+    pub(crate) log_index: u64,
+    pub(crate) duplicate: bool,
     /// Answers before it that were failures (timeouts, 503, 504, errors).
-    failures: Vec<String>,
+    pub(crate) failures: Vec<String>,
     /// The write from its first attempt to this answer, for the history.
-    write: Write,
+    pub(crate) write: Write,
 }
 
 impl Acked {
     /// Puts the write into `history`: once per request id, so only the
     /// first write under an id, not a repeat sent later to test it.
-    fn record(&self, history: &Recorder) {
+    pub(crate) fn record(&self, history: &Recorder) {
         history.acked(self.write.clone(), self.log_index, self.duplicate);
     }
 }
@@ -39,7 +39,7 @@ impl Acked {
 /// Posts the event tagged `tag` under `id` to a random node of `live`, and
 /// again with the same id to another node after each failure, until a 200
 /// (or 60 s). `history` times it, as `client`'s.
-async fn write_until_acked(
+pub(crate) async fn write_until_acked(
     history: &Recorder,
     client: u32,
     live: &RwLock<BTreeMap<u64, Client>>,
@@ -87,7 +87,7 @@ async fn write_until_acked(
     }
 }
 
-fn live_clients(cluster: &TestCluster) -> Arc<RwLock<BTreeMap<u64, Client>>> {
+pub(crate) fn live_clients(cluster: &TestCluster) -> Arc<RwLock<BTreeMap<u64, Client>>> {
     Arc::new(RwLock::new(cluster.nodes.iter().map(|(id, node)| (*id, node.client.clone())).collect()))
 }
 
