@@ -163,9 +163,12 @@ pub fn plan_join(existing: Option<(&PeerAddr, bool)>, request: &JoinRequest) -> 
     match (same_node, same_addresses) {
         (true, true) if is_voter => Ok(JoinPlan::Nothing),
         (true, true) => Ok(JoinPlan::Add),
-        // Only a recorded incarnation proves the request comes from the
-        // member's own state; a member from before incarnations cannot move.
-        (true, false) if !existing.incarnation.is_empty() => Ok(JoinPlan::UpdateAddresses),
+        // Only the recorded incarnation, given again, proves the request
+        // comes from the member's own state: a member from before
+        // incarnations, or a request that names none, cannot move it.
+        (true, false) if !existing.incarnation.is_empty() && existing.incarnation == request.incarnation => {
+            Ok(JoinPlan::UpdateAddresses)
+        }
         (true, false) => Err(MembershipError::AddressConflict { id: request.id, existing: existing.clone() }),
         (false, _) => Ok(JoinPlan::Replace),
     }
@@ -197,8 +200,8 @@ impl JoinOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum MembershipError {
     #[error(
-        "node {id} is already a member at {existing}, with no incarnation recorded: it cannot change its \
-         addresses; remove it (DELETE /nodes/{id}) and join it anew"
+        "node {id} is already a member at {existing}: only its recorded incarnation may move it; a member \
+         without one is removed (DELETE /nodes/{id}) and joined anew"
     )]
     AddressConflict { id: NodeId, existing: PeerAddr },
     #[error("node {id} cannot move to {addr}: member {holder} is there")]
@@ -408,11 +411,16 @@ mod tests {
     }
 
     #[test]
-    fn a_member_without_an_incarnation_cannot_move() {
+    fn only_the_recorded_incarnation_moves_a_member() {
         let old = request("", false).addr();
         let mut moved = request("", false);
         moved.raft_addr = "10.0.0.9:5000".into();
         assert!(matches!(plan_join(Some((&old, true)), &moved), Err(MembershipError::AddressConflict { id: 3, .. })));
+        let recorded = request("aa", false).addr();
+        assert!(matches!(
+            plan_join(Some((&recorded, true)), &moved),
+            Err(MembershipError::AddressConflict { id: 3, .. })
+        ));
         let mut with_incarnation = moved.clone();
         with_incarnation.incarnation = "aa".into();
         assert!(matches!(

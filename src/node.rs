@@ -369,7 +369,8 @@ impl RunningNode {
                     let raft = raft.clone();
                     let timeout = config.api.join_timeout();
                     Some(tokio::spawn(async move {
-                        post_join(urls, request, token, ca_pem, timeout).await?;
+                        post_join("the cluster updated this node's addresses", urls, request, token, ca_pem, timeout)
+                            .await?;
                         // Heard from through the new addresses: campaigns are safe again.
                         raft.runtime_config().elect(true);
                         Ok(())
@@ -387,7 +388,14 @@ impl RunningNode {
             };
             let token = config.auth.join_token.clone();
             let ca_pem = peer_tls.as_ref().map(|tls| tls.ca_pem().to_string());
-            Some(tokio::spawn(post_join(vec![url], request, token, ca_pem, config.api.join_timeout())))
+            Some(tokio::spawn(post_join(
+                "joined the cluster",
+                vec![url],
+                request,
+                token,
+                ca_pem,
+                config.api.join_timeout(),
+            )))
         } else if !config.identity.bootstrap {
             // A directory with an empty Raft log: a join that never got far.
             return Err(NodeError::NothingToStart { node_id });
@@ -514,8 +522,9 @@ fn hold_elections(raft: Raft, hold: Duration) {
 /// Sends `request` as `POST /nodes` to the members at `urls`, one after
 /// the other, retrying while the cluster is unreachable or busy; gives up
 /// only when the cluster refuses (4xx). A join, or a member's address
-/// update.
+/// update; `done` is the log line for the cluster's yes.
 async fn post_join(
+    done: &'static str,
     urls: Vec<String>,
     request: JoinRequest,
     token: Option<String>,
@@ -540,7 +549,7 @@ async fn post_join(
         match post.send().await {
             Ok(resp) if resp.status().is_success() => {
                 let body = resp.text().await.unwrap_or_default();
-                tracing::info!(node_id = request.id, %url, %body, "the cluster accepted this node");
+                tracing::info!(node_id = request.id, %url, %body, "{done}");
                 return Ok(());
             }
             Ok(resp) if resp.status().is_client_error() => {

@@ -103,8 +103,8 @@ pub async fn list_nodes(State(state): State<AppState>) -> Json<NodesResponse> {
         (status = 200, description = "The node is a voter.", body = JoinResponse),
         (status = 400, description = "`malformed_json`, `invalid_body`, or `invalid_address`: an address \
             that is not `host:port` (a valid host name or IP, a port 1-65535, 255 bytes at most).", body = ApiError),
-        (status = 409, description = "`address_conflict`: a member with no incarnation recorded \
-            cannot move, nor may a member move onto another member's address; or \
+        (status = 409, description = "`address_conflict`: only a member's recorded incarnation \
+            moves it, and never onto another member's address; or \
             `too_many_members`: the cluster has `--max-members` members.", body = ApiError),
         (status = 413, description = "`payload_too_large`.", body = ApiError),
         (status = 415, description = "`unsupported_content_type`.", body = ApiError),
