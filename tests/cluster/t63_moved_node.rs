@@ -59,3 +59,39 @@ async fn a_follower_restarted_at_new_addresses_updates_the_membership_and_serves
         assert_eq!(status.current_term, term, "node {id} is in another term: elections happened");
     }
 }
+
+/// Moves the cluster must refuse: onto another member's address (Raft would
+/// send one member's traffic to the other), or without the member's
+/// incarnation (anyone could redirect a member). Neither changes the
+/// membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_onto_another_members_address_or_without_the_incarnation_is_refused() {
+    let cluster = TestCluster::start("moved-refused", 3).await;
+    let node_json = cluster.data_dir_of(3).join("node.json");
+    let node_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&node_json).expect("read node.json")).expect("node.json is JSON");
+    let incarnation = node_json["incarnation"].as_str().expect("node.json names the incarnation").to_string();
+    let (node2, node3) = (cluster.node(2), cluster.node(3));
+    let leader = cluster.client(1).clone();
+    let post = |body: serde_json::Value| {
+        let leader = leader.clone();
+        async move {
+            let body = serde_json::to_vec(&body).expect("a JSON body");
+            leader.post_raw("/nodes", "application/json", body).await.expect("POST /nodes")
+        }
+    };
+
+    let onto_node2 = serde_json::json!({
+        "id": 3, "raft_addr": node2.raft_addr, "http_addr": "127.0.0.1:1", "incarnation": incarnation,
+    });
+    let resp = post(onto_node2).await;
+    assert_eq!((resp.status, resp.body["error"].as_str()), (409, Some("address_conflict")), "{}", resp.body);
+
+    let without_incarnation = serde_json::json!({ "id": 3, "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:2" });
+    let resp = post(without_incarnation).await;
+    assert_eq!((resp.status, resp.body["error"].as_str()), (409, Some("address_conflict")), "{}", resp.body);
+
+    let nodes = cluster.client(1).nodes().await.expect("GET /nodes");
+    let member = nodes.nodes.iter().find(|n| n.id == 3).expect("node 3 is a member");
+    assert_eq!((&member.raft_addr, &member.http_addr), (&node3.raft_addr, &node3.http_addr));
+}
