@@ -336,11 +336,14 @@ impl RunningNode {
                     // Its peers still dial the old addresses, so it hears no
                     // leader: a campaign now would only raise the term and
                     // depose the leader once the update lets them meet.
-                    // Held for a bound, in case no leader can be reached.
-                    let hold = Duration::from_millis(
-                        config.raft.election_timeout_max_ms.saturating_mul(ELECTION_HOLD_TIMEOUTS),
-                    );
-                    hold_elections(raft.clone(), hold);
+                    // Held for a bound, in case no leader can be reached;
+                    // not at all when no other voter could lead.
+                    if stored.voter_ids().any(|id| id != node_id) {
+                        let hold = Duration::from_millis(
+                            config.raft.election_timeout_max_ms.saturating_mul(ELECTION_HOLD_TIMEOUTS),
+                        );
+                        hold_elections(raft.clone(), hold);
+                    }
                     let scheme = if config.auth.http_tls_cert.is_some() { "https" } else { "http" };
                     // Every member it knows, itself (at its new address) last:
                     // if it is the leader, it applies the update itself.
@@ -507,7 +510,7 @@ async fn mirror_membership(raft: Raft, registry: NodeRegistry) {
 
 /// How many of the longest election timeouts a moved node holds its
 /// campaigns while it asks the leader to update its addresses.
-const ELECTION_HOLD_TIMEOUTS: u64 = 10;
+const ELECTION_HOLD_TIMEOUTS: u64 = 3;
 
 /// Disables this node's elections, and enables them again after `hold`
 /// (or earlier, by whoever disabled them).

@@ -95,3 +95,26 @@ async fn a_move_onto_another_members_address_or_without_the_incarnation_is_refus
     let member = nodes.nodes.iter().find(|n| n.id == 3).expect("node 3 is a member");
     assert_eq!((&member.raft_addr, &member.http_addr), (&node3.raft_addr, &node3.http_addr));
 }
+
+/// A one-node cluster moved: the node is its own leader, so it updates its
+/// addresses itself, without waiting on anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_restarted_at_new_addresses_updates_its_own_membership() {
+    let mut cluster = TestCluster::start("moved-alone", 1).await;
+    let resp = cluster.client(1).post_event(&event(0)).await.expect("POST /events");
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let old = cluster.kill(1).await;
+
+    let node = cluster.spawn(1, None, "127.0.0.1:0", "127.0.0.1:0").await;
+    let (http_addr, raft_addr) = (node.http_addr.clone(), node.raft_addr.clone());
+    assert_ne!(http_addr, old.http_addr, "the restarted node got its old HTTP port again");
+    wait_for("the node's membership to name its new addresses", Duration::from_secs(30), || async {
+        let nodes = cluster.client(1).nodes().await.ok()?;
+        let member = nodes.nodes.iter().find(|n| n.id == 1)?;
+        (member.http_addr == http_addr && member.raft_addr == raft_addr && nodes.leader == Some(1)).then_some(())
+    })
+    .await;
+    let resp = cluster.client(1).post_event(&event(1)).await.expect("POST /events");
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    cluster.converged_events(2).await;
+}
