@@ -34,6 +34,7 @@
 //! - [`auth`]: client bearer tokens and their roles, checked before any handler.
 //! - [`proposer`]: the write path to Raft: request ids, batching, the write timeout.
 //! - [`node`]: start-up (bind, Raft, servers, bootstrap or join) and shutdown.
+//! - [`advertise`]: the host a node advertises (flag, ECS task metadata, route to the peers).
 //! - [`membership`]: joining (learner, catch-up, promotion) and removal, on the leader;
 //!   [`formation`]: identical nodes forming one cluster from discovered peers.
 //! - [`network`]: OpenRaft's RPCs over gRPC, with typed protobuf messages; the Raft port's
@@ -53,6 +54,7 @@
 //!   [`stop_signals`]: the signals that stop `serve` and `cluster`, listened for from the start.
 //! - [`client`]: a typed HTTP client for one node.
 
+pub mod advertise;
 pub mod api;
 pub mod auth;
 pub mod client;

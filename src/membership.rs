@@ -8,6 +8,15 @@
 //! the wiped node refuses RPCs for its old incarnation, so it never votes as
 //! the member it was. A join retried by the same incarnation (say, while its
 //! snapshot is still streaming) goes on where it was and replaces nothing.
+//!
+//! A member restarted on its data directory at new addresses (a task moved
+//! to another IP) sends a join with its own incarnation and the new
+//! addresses: the leader rewrites that member's addresses in the membership
+//! (OpenRaft's `ChangeMembers::SetNodes`), which changes no voter set. Only
+//! the incarnation recorded for the member may move it (the incarnation is
+//! the proof of holding that member's state), and never onto addresses
+//! another member holds: Raft would then send one member's traffic to
+//! another.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -133,6 +142,9 @@ pub enum JoinPlan {
     Add,
     /// Remove the old member of this id first, then add.
     Replace,
+    /// The same incarnation at new addresses: rewrite its addresses (then
+    /// promote it, if it is still a learner).
+    UpdateAddresses,
 }
 
 /// Decides a join. `existing` is the member with the request's id and
@@ -151,6 +163,12 @@ pub fn plan_join(existing: Option<(&PeerAddr, bool)>, request: &JoinRequest) -> 
     match (same_node, same_addresses) {
         (true, true) if is_voter => Ok(JoinPlan::Nothing),
         (true, true) => Ok(JoinPlan::Add),
+        // Only the recorded incarnation, given again, proves the request
+        // comes from the member's own state: a member from before
+        // incarnations, or a request that names none, cannot move it.
+        (true, false) if !existing.incarnation.is_empty() && existing.incarnation == request.incarnation => {
+            Ok(JoinPlan::UpdateAddresses)
+        }
         (true, false) => Err(MembershipError::AddressConflict { id: request.id, existing: existing.clone() }),
         (false, _) => Ok(JoinPlan::Replace),
     }
@@ -164,6 +182,8 @@ pub enum JoinOutcome {
     Joined,
     /// An old member with this id was removed first, then the node was added.
     Replaced,
+    /// The member (same incarnation) moved: its addresses were rewritten.
+    AddressUpdated,
 }
 
 impl JoinOutcome {
@@ -172,14 +192,20 @@ impl JoinOutcome {
             JoinOutcome::AlreadyMember => "already_member",
             JoinOutcome::Joined => "joined",
             JoinOutcome::Replaced => "replaced",
+            JoinOutcome::AddressUpdated => "address_updated",
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum MembershipError {
-    #[error("node {id} is already a member at {existing}; a node with state cannot change its addresses")]
+    #[error(
+        "node {id} is already a member at {existing}: only its recorded incarnation may move it; a member \
+         without one is removed (DELETE /nodes/{id}) and joined anew"
+    )]
     AddressConflict { id: NodeId, existing: PeerAddr },
+    #[error("node {id} cannot move to {addr}: member {holder} is there")]
+    AddressInUse { id: NodeId, addr: String, holder: NodeId },
     #[error("node {0} is not a member")]
     UnknownNode(NodeId),
     #[error("node {0} is the last voter and cannot be removed")]
@@ -225,6 +251,21 @@ pub async fn join(
     match plan_join(membership.get_node(&id).map(|existing| (existing, is_voter)), request)? {
         JoinPlan::Nothing => return Ok(JoinOutcome::AlreadyMember),
         JoinPlan::Add => {}
+        JoinPlan::UpdateAddresses => {
+            let taken = membership.nodes().find(|(other, held)| {
+                **other != id && (held.raft_addr == addr.raft_addr || held.http_addr == addr.http_addr)
+            });
+            if let Some((holder, held)) = taken {
+                let addr = if held.raft_addr == addr.raft_addr { &addr.raft_addr } else { &addr.http_addr };
+                return Err(MembershipError::AddressInUse { id, addr: addr.clone(), holder: *holder });
+            }
+            tracing::info!(node = id, %addr, "member moved: rewriting its addresses");
+            let change = ChangeMembers::SetNodes(BTreeMap::from([(id, addr.clone())]));
+            retry_until(deadline, timeout, || raft.change_membership(change.clone(), false)).await?;
+            if is_voter {
+                return Ok(JoinOutcome::AddressUpdated);
+            }
+        }
         JoinPlan::Replace => {
             tracing::info!(node = id, "node rejoins as a new incarnation: removing its old membership first");
             let change = if is_voter {
@@ -361,11 +402,31 @@ mod tests {
     }
 
     #[test]
-    fn the_same_incarnation_cannot_move() {
+    fn the_same_incarnation_moves_its_own_addresses() {
         let old = request("aa", false).addr();
         let mut moved = request("aa", false);
         moved.http_addr = "10.0.0.9:8080".into();
+        assert_eq!(plan_join(Some((&old, true)), &moved).unwrap(), JoinPlan::UpdateAddresses);
+        assert_eq!(plan_join(Some((&old, false)), &moved).unwrap(), JoinPlan::UpdateAddresses);
+    }
+
+    #[test]
+    fn only_the_recorded_incarnation_moves_a_member() {
+        let old = request("", false).addr();
+        let mut moved = request("", false);
+        moved.raft_addr = "10.0.0.9:5000".into();
         assert!(matches!(plan_join(Some((&old, true)), &moved), Err(MembershipError::AddressConflict { id: 3, .. })));
+        let recorded = request("aa", false).addr();
+        assert!(matches!(
+            plan_join(Some((&recorded, true)), &moved),
+            Err(MembershipError::AddressConflict { id: 3, .. })
+        ));
+        let mut with_incarnation = moved.clone();
+        with_incarnation.incarnation = "aa".into();
+        assert!(matches!(
+            plan_join(Some((&old, true)), &with_incarnation),
+            Err(MembershipError::AddressConflict { id: 3, .. })
+        ));
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //! ```
 //!
 //! Start-up: a node whose data directory holds Raft state resumes, whatever
-//! its flags say. A node with no state founds a one-node cluster with itself
+//! its flags say; if it now advertises other addresses than its stored
+//! membership records for it (it moved: a new IP, new ports), it asks the
+//! leader, through the members it knows, to rewrite them (`membership`),
+//! and holds its campaigns meanwhile, for a bound. The advertised host is
+//! found by `advertise`. A node with no state founds a one-node cluster with itself
 //! as the only voter only when told to (`--bootstrap`); with `--join URL` it
 //! asks that member (any member: the request is forwarded to the leader) to
 //! add it, retrying until the cluster answers; with neither it refuses to
@@ -26,7 +30,7 @@
 //! must join again (the leader then replaces its old membership).
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::advertise;
 use crate::api::{self, AppState, Forwarder};
 use crate::auth::{self, TokenFileError, TokenStore};
 use crate::config::{ConfigError, NodeConfig};
@@ -81,8 +86,12 @@ pub enum NodeError {
     NoClusterId { path: std::path::PathBuf },
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
-    #[error("the cluster at {url} refused to let this node join ({status}): {body}")]
+    #[error("the cluster at {url} refused to let this node join or move ({status}): {body}")]
     JoinRefused { url: String, status: u16, body: String },
+    #[error("no cluster member is known to ask")]
+    NoMemberToAsk,
+    #[error(transparent)]
+    Advertise(#[from] crate::advertise::AdvertiseError),
     #[error("the HTTP server stopped: {0}")]
     HttpServer(#[source] std::io::Error),
     #[error("the gRPC server stopped: {0}")]
@@ -181,12 +190,6 @@ impl RunningNode {
         let raft_listener = bind(config.identity.raft_addr).await?;
         let http_addr = local_addr(&http_listener, config.identity.http_addr)?;
         let raft_addr = local_addr(&raft_listener, config.identity.raft_addr)?;
-        let addr = PeerAddr {
-            raft_addr: advertised(raft_addr, config.identity.advertise_host.as_deref()),
-            http_addr: advertised(http_addr, config.identity.advertise_host.as_deref()),
-            incarnation: identity.incarnation().to_string(),
-        };
-
         // Before anything is bound: a missing or wrong certificate stops the
         // start with the command that makes the right one.
         let peer_tls = match &config.auth.peer_tls_dir {
@@ -222,6 +225,47 @@ impl RunningNode {
             }
         };
         let raft = raft.map_err(|e| NodeError::Raft(Box::new(e)))?;
+
+        // The addresses this node advertises. The peers it routes to are
+        // the --join URL's host, the formation's peers (or its DNS name) and,
+        // for a node with state, the members of its stored membership.
+        // Asked of RaftCore: its metrics are published only once it runs.
+        let stored = raft
+            .with_raft_state(|state| state.membership_state.effective().membership().clone())
+            .await
+            .map_err(|e| NodeError::Raft(Box::new(e)))?;
+        let discovery_name = config.formation.discovery_dns.as_ref().map(|name| format!("{name}:{}", http_addr.port()));
+        let route_peers: Vec<String> = config
+            .identity
+            .join
+            .iter()
+            .cloned()
+            .chain(config.formation.peers.iter().cloned())
+            .chain(discovery_name)
+            .chain(stored.nodes().filter(|(id, _)| **id != node_id).map(|(_, peer)| peer.raft_addr.clone()))
+            .collect();
+        let ecs_metadata_uri = std::env::var(advertise::ECS_METADATA_ENV).ok().filter(|uri| !uri.is_empty());
+        let wildcard = http_addr.ip().is_unspecified() || raft_addr.ip().is_unspecified();
+        let detected = advertise::detect(advertise::Inputs {
+            flag: config.identity.advertise_host.as_deref(),
+            listen_ip: Some(if wildcard { Ipv4Addr::UNSPECIFIED.into() } else { http_addr.ip() }),
+            ecs_metadata_uri: ecs_metadata_uri.as_deref(),
+            peers: &route_peers,
+        })
+        .await;
+        let detected = match detected {
+            Ok(detected) => detected,
+            Err(err) => {
+                let _ = raft.shutdown().await;
+                return Err(err.into());
+            }
+        };
+        tracing::info!(node_id, host = %detected.host, source = %detected.source, "advertised host");
+        let addr = PeerAddr {
+            raft_addr: advertised(raft_addr, &detected),
+            http_addr: advertised(http_addr, &detected),
+            incarnation: identity.incarnation().to_string(),
+        };
 
         let registry = NodeRegistry::new();
         tokio::spawn(mirror_membership(raft.clone(), registry.clone()));
@@ -305,7 +349,57 @@ impl RunningNode {
                 return Err(NodeError::NoClusterId { path });
             }
             tracing::info!(node_id, "resuming with existing raft state");
-            None
+            match stored.get_node(&node_id) {
+                Some(old) if old.raft_addr != addr.raft_addr || old.http_addr != addr.http_addr => {
+                    tracing::info!(node_id, from = %old, to = %addr, "this node moved: asking the leader to update its addresses");
+                    // Its peers still dial the old addresses, so it hears no
+                    // leader: a campaign now would only raise the term and
+                    // depose the leader once the update lets them meet.
+                    // Held for a bound, in case no leader can be reached;
+                    // not at all when no other voter could lead.
+                    if stored.voter_ids().any(|id| id != node_id) {
+                        let hold = Duration::from_millis(
+                            config.raft.election_timeout_max_ms.saturating_mul(ELECTION_HOLD_TIMEOUTS),
+                        );
+                        hold_elections(raft.clone(), hold);
+                    }
+                    let scheme = if config.auth.http_tls_cert.is_some() { "https" } else { "http" };
+                    // Every member it knows, itself (at its new address) last:
+                    // if it is the leader, it applies the update itself.
+                    let urls = config
+                        .identity
+                        .join
+                        .iter()
+                        .cloned()
+                        .chain(
+                            stored
+                                .nodes()
+                                .filter(|(id, _)| **id != node_id)
+                                .map(|(_, peer)| format!("{scheme}://{}", peer.http_addr)),
+                        )
+                        .chain([format!("{scheme}://{}", addr.http_addr)])
+                        .collect();
+                    let request = JoinRequest {
+                        id: node_id,
+                        raft_addr: addr.raft_addr.clone(),
+                        http_addr: addr.http_addr.clone(),
+                        incarnation: addr.incarnation.clone(),
+                        fresh: false,
+                    };
+                    let token = config.auth.join_token.clone();
+                    let ca_pem = peer_tls.as_ref().map(|tls| tls.ca_pem().to_string());
+                    let raft = raft.clone();
+                    let timeout = config.api.join_timeout();
+                    Some(tokio::spawn(async move {
+                        post_join("the cluster updated this node's addresses", urls, request, token, ca_pem, timeout)
+                            .await?;
+                        // Heard from through the new addresses: campaigns are safe again.
+                        raft.runtime_config().elect(true);
+                        Ok(())
+                    }))
+                }
+                _ => None,
+            }
         } else if config.identity.join.is_some() || config.formation.enabled() {
             let request = JoinRequest {
                 id: node_id,
@@ -318,7 +412,9 @@ impl RunningNode {
             let ca_pem = peer_tls.as_ref().map(|tls| tls.ca_pem().to_string());
             let join_timeout = config.api.join_timeout();
             let task = match config.identity.join.clone() {
-                Some(url) => tokio::spawn(join_cluster(url, request, token, ca_pem, join_timeout)),
+                Some(url) => {
+                    tokio::spawn(post_join("joined the cluster", vec![url], request, token, ca_pem, join_timeout))
+                }
                 None => {
                     let formation = formation::Formation {
                         settings: config.formation.clone(),
@@ -340,7 +436,7 @@ impl RunningNode {
                         match formation.run().await? {
                             formation::Formed::Founded => Ok(()),
                             formation::Formed::JoinThrough(url) => {
-                                join_cluster(url, request, token, ca_pem, join_timeout).await
+                                post_join("joined the cluster", vec![url], request, token, ca_pem, join_timeout).await
                             }
                         }
                     })
@@ -479,10 +575,27 @@ async fn mirror_membership(raft: Raft, registry: NodeRegistry) {
     }
 }
 
-/// Asks the cluster at `url` to add this node, retrying while the cluster is
-/// unreachable or busy; gives up only when the cluster refuses (4xx).
-async fn join_cluster(
-    url: String,
+/// How many of the longest election timeouts a moved node holds its
+/// campaigns while it asks the leader to update its addresses.
+const ELECTION_HOLD_TIMEOUTS: u64 = 3;
+
+/// Disables this node's elections, and enables them again after `hold`
+/// (or earlier, by whoever disabled them).
+fn hold_elections(raft: Raft, hold: Duration) {
+    raft.runtime_config().elect(false);
+    tokio::spawn(async move {
+        tokio::time::sleep(hold).await;
+        raft.runtime_config().elect(true);
+    });
+}
+
+/// Sends `request` as `POST /nodes` to the members at `urls`, one after
+/// the other, retrying while the cluster is unreachable or busy; gives up
+/// only when the cluster refuses (4xx). A join, or a member's address
+/// update; `done` is the log line for the cluster's yes.
+async fn post_join(
+    done: &'static str,
+    urls: Vec<String>,
     request: JoinRequest,
     token: Option<String>,
     trusted_ca_pem: Option<String>,
@@ -494,11 +607,11 @@ async fn join_cluster(
         client = client.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
     }
     let client = client.build()?;
-    let endpoint = format!("{}/nodes", url.trim_end_matches('/'));
     let mut delay = Duration::from_millis(200);
     // Every retry carries the same incarnation: the leader replaces an old
     // member of this id once, and a retry goes on from where it was.
-    loop {
+    for url in urls.iter().cycle() {
+        let endpoint = format!("{}/nodes", url.trim_end_matches('/'));
         let mut post = client.post(&endpoint).json(&request);
         if let Some(token) = &token {
             post = post.bearer_auth(token);
@@ -506,24 +619,26 @@ async fn join_cluster(
         match post.send().await {
             Ok(resp) if resp.status().is_success() => {
                 let body = resp.text().await.unwrap_or_default();
-                tracing::info!(node_id = request.id, %url, %body, "joined the cluster");
+                tracing::info!(node_id = request.id, %url, %body, "{done}");
                 return Ok(());
             }
             Ok(resp) if resp.status().is_client_error() => {
                 let status = resp.status().as_u16();
                 let body = resp.text().await.unwrap_or_default();
-                return Err(NodeError::JoinRefused { url, status, body });
+                return Err(NodeError::JoinRefused { url: url.clone(), status, body });
             }
             Ok(resp) => {
                 let status = resp.status();
                 let body = resp.text().await.unwrap_or_default();
-                tracing::warn!(%url, %status, %body, "join not accepted yet; retrying");
+                tracing::warn!(%url, %status, %body, "not accepted yet; retrying");
             }
-            Err(err) => tracing::warn!(%url, %err, "cannot reach the cluster to join; retrying"),
+            Err(err) => tracing::warn!(%url, %err, "cannot reach the cluster; retrying"),
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+    // `urls` is never empty; an empty list has no one to ask.
+    Err(NodeError::NoMemberToAsk)
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
@@ -534,12 +649,14 @@ fn local_addr(listener: &TcpListener, requested: SocketAddr) -> Result<SocketAdd
     listener.local_addr().map_err(|source| NodeError::Bind { addr: requested, source })
 }
 
-/// The `host:port` peers should dial for a listener bound to `bound`.
-fn advertised(bound: SocketAddr, advertise_host: Option<&str>) -> String {
-    let host = match advertise_host {
-        Some(host) => host.to_string(),
-        None if bound.ip().is_unspecified() => "127.0.0.1".to_string(),
-        None => bound.ip().to_string(),
+/// The `host:port` peers should dial for a listener bound to `bound`: the
+/// bound IP if it is a specific one (unless --advertise-host overrides it),
+/// else the detected host.
+fn advertised(bound: SocketAddr, detected: &advertise::Advertised) -> String {
+    let host = match detected.source {
+        advertise::Source::Flag => detected.host.clone(),
+        _ if !bound.ip().is_unspecified() => bound.ip().to_string(),
+        _ => detected.host.clone(),
     };
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{}", bound.port())
@@ -560,11 +677,15 @@ mod tests {
 
     #[test]
     fn advertised_address_prefers_the_advertise_host() {
+        use advertise::{Advertised, Source};
+        let found = |host: &str, source| Advertised { host: host.into(), source };
         let bound: SocketAddr = "0.0.0.0:5000".parse().unwrap();
-        assert_eq!(advertised(bound, Some("worker-2")), "worker-2:5000");
-        assert_eq!(advertised(bound, None), "127.0.0.1:5000");
-        assert_eq!(advertised("10.1.2.3:8080".parse().unwrap(), None), "10.1.2.3:8080");
-        assert_eq!(advertised(bound, Some("::1")), "[::1]:5000");
+        let specific: SocketAddr = "10.1.2.3:8080".parse().unwrap();
+        assert_eq!(advertised(bound, &found("worker-2", Source::Flag)), "worker-2:5000");
+        assert_eq!(advertised(specific, &found("worker-2", Source::Flag)), "worker-2:8080");
+        assert_eq!(advertised(bound, &found("10.0.2.106", Source::EcsMetadata)), "10.0.2.106:5000");
+        assert_eq!(advertised(specific, &found("10.9.9.9", Source::RouteToPeers)), "10.1.2.3:8080");
+        assert_eq!(advertised(bound, &found("::1", Source::Flag)), "[::1]:5000");
     }
 
     #[test]

@@ -43,8 +43,9 @@ pub struct JoinResponse {
     pub message: String,
     #[schema(value_type = u64)]
     pub node_id: NodeId,
-    /// `already_member`, `joined` or `replaced`.
-    #[schema(pattern = "^(already_member|joined|replaced)$")]
+    /// `already_member`, `joined`, `replaced` or `address_updated` (a
+    /// member, same incarnation, at new addresses).
+    #[schema(pattern = "^(already_member|joined|replaced|address_updated)$")]
     pub outcome: String,
 }
 
@@ -94,13 +95,16 @@ pub async fn list_nodes(State(state): State<AppState>) -> Json<NodesResponse> {
     tag = "cluster",
     summary = "Join a node",
     description = "What `--join` sends, to any member: the node becomes a learner, catches up and is \
-        promoted to voter. The same id and addresses again are harmless.",
+        promoted to voter. The same id and addresses again are harmless. A member (same id and \
+        incarnation) at new addresses has its addresses rewritten (`address_updated`): what a node \
+        restarted on its data directory at a new address sends.",
     request_body = JoinRequest,
     responses(
         (status = 200, description = "The node is a voter.", body = JoinResponse),
         (status = 400, description = "`malformed_json`, `invalid_body`, or `invalid_address`: an address \
             that is not `host:port` (a valid host name or IP, a port 1-65535, 255 bytes at most).", body = ApiError),
-        (status = 409, description = "`address_conflict`: a member with state cannot move; or \
+        (status = 409, description = "`address_conflict`: only a member's recorded incarnation \
+            moves it, and never onto another member's address; or \
             `too_many_members`: the cluster has `--max-members` members.", body = ApiError),
         (status = 413, description = "`payload_too_large`.", body = ApiError),
         (status = 415, description = "`unsupported_content_type`.", body = ApiError),
@@ -140,6 +144,9 @@ pub async fn join(
                 JoinOutcome::Joined => format!("node {} joined as a voter", request.id),
                 JoinOutcome::Replaced => {
                     format!("node {} replaced its old membership and joined as a voter", request.id)
+                }
+                JoinOutcome::AddressUpdated => {
+                    format!("node {} now has raft {} and http {}", request.id, request.raft_addr, request.http_addr)
                 }
             };
             Ok(Json(JoinResponse { success: true, message, node_id: request.id, outcome: outcome.as_str().into() })

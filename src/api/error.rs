@@ -204,7 +204,9 @@ impl From<PathRejection> for ApiError {
 impl From<MembershipError> for ApiError {
     fn from(err: MembershipError) -> Self {
         let code = match &err {
-            MembershipError::AddressConflict { .. } => ErrorCode::AddressConflict,
+            MembershipError::AddressConflict { .. } | MembershipError::AddressInUse { .. } => {
+                ErrorCode::AddressConflict
+            }
             MembershipError::UnknownNode(_) => ErrorCode::UnknownNode,
             MembershipError::LastVoter(_) => ErrorCode::LastVoter,
             MembershipError::TooManyMembers { .. } => ErrorCode::TooManyMembers,

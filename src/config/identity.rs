@@ -32,8 +32,10 @@ pub struct IdentitySettings {
     pub raft_addr: SocketAddr,
 
     /// Host (name or IP) that peers and clients should dial to reach this node.
-    /// Needed when listening on 0.0.0.0; defaults to the listen address's host,
-    /// or 127.0.0.1 for a wildcard listen address.
+    /// Defaults to the listen address's IP; for a wildcard listen address, the
+    /// ECS task's private IP (ECS_CONTAINER_METADATA_URI_V4), else the address
+    /// of the interface that routes to the peers (--join, the stored members)
+    /// or of the default route, else 127.0.0.1.
     #[arg(long, env = "ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
 

@@ -559,7 +559,6 @@ async fn the_compose_file_forms_one_cluster() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs --discovery-dns and --bootstrap-expect"]
 async fn three_identical_ecs_tasks_form_one_cluster() {
     let image = dockerfile_image(&read("Dockerfile"));
     let text = read("deploy/ecs/task-definition.json");
