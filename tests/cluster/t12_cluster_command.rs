@@ -14,6 +14,23 @@ use gameraft::launcher::ServeCommand;
 
 use crate::harness::{free_bases, wait_for};
 
+/// `gameraft cluster` of 3 in-memory nodes on the given base ports, with
+/// `extra` flags; stdout piped, stderr dropped (a test may pipe it).
+fn cluster_command(dir: &std::path::Path, http: u16, raft: u16, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
+    command
+        .args(["cluster", "--nodes", "3", "--in-memory"])
+        .args(extra)
+        .arg(format!("--base-http-port={http}"))
+        .arg(format!("--base-raft-port={raft}"))
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
 /// Whoever reads the command's output may go away (a closed terminal, `|
 /// head`): the command keeps its cluster, and on SIGTERM still stops every
 /// node gracefully and exits 0, without a panic.
@@ -21,16 +38,8 @@ use crate::harness::{free_bases, wait_for};
 async fn a_cluster_whose_output_is_closed_still_stops_its_nodes_and_exits_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (http, raft) = free_bases(3);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
-    command
-        .args(["cluster", "--nodes", "3", "--in-memory"])
-        .arg(format!("--base-http-port={http}"))
-        .arg(format!("--base-raft-port={raft}"))
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut command = cluster_command(dir.path(), http, raft, &[]);
+    command.stderr(Stdio::piped());
     let mut cluster = command.spawn().expect("start gameraft cluster");
     let pid = Pid::from_raw(cluster.id().expect("running") as i32);
     let mut stderr = cluster.stderr.take().expect("stderr piped");
@@ -100,17 +109,8 @@ async fn a_node_sigtermed_as_soon_as_it_listens_stops_gracefully() {
 async fn a_secure_cluster_needs_the_printed_token_and_its_peers_use_their_certificates() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (http, raft) = free_bases(3);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
-    command
-        .args(["cluster", "--nodes", "3", "--in-memory", "--secure"])
-        .arg(format!("--base-http-port={http}"))
-        .arg(format!("--base-raft-port={raft}"))
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    let mut cluster = command.spawn().expect("start gameraft cluster --secure");
+    let mut cluster =
+        cluster_command(dir.path(), http, raft, &["--secure"]).spawn().expect("start gameraft cluster --secure");
     let mut lines = BufReader::new(cluster.stdout.take().expect("stdout piped")).lines();
     let output = tokio::time::timeout(Duration::from_secs(120), async {
         let mut output = String::new();
@@ -159,18 +159,9 @@ async fn a_cluster_given_a_tokens_file_and_a_join_token_forms_and_says_so() {
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, format!("admin {} ops\n", gameraft::auth::hash_hex(&token))).expect("tokens file");
     let (http, raft) = free_bases(3);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gameraft"));
-    command
-        .args(["cluster", "--nodes", "3", "--in-memory"])
-        .arg(format!("--auth-tokens-file={}", tokens.display()))
-        .env("GAMERAFT_JOIN_TOKEN", &token)
-        .arg(format!("--base-http-port={http}"))
-        .arg(format!("--base-raft-port={raft}"))
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
+    let tokens_arg = format!("--auth-tokens-file={}", tokens.display());
+    let mut command = cluster_command(dir.path(), http, raft, &[&tokens_arg]);
+    command.env("GAMERAFT_JOIN_TOKEN", &token);
     let mut cluster = command.spawn().expect("start gameraft cluster");
     let mut lines = BufReader::new(cluster.stdout.take().expect("stdout piped")).lines();
     let formed = tokio::time::timeout(Duration::from_secs(120), async {
