@@ -51,6 +51,26 @@ pub struct Founder {
     pub incarnation: String,
 }
 
+impl Founder {
+    pub fn new(id: NodeId, addr: &PeerAddr) -> Self {
+        Self {
+            id,
+            raft_addr: addr.raft_addr.clone(),
+            http_addr: addr.http_addr.clone(),
+            incarnation: addr.incarnation.clone(),
+        }
+    }
+
+    /// Its addresses and incarnation, as the membership records them.
+    fn addr(&self) -> PeerAddr {
+        PeerAddr {
+            raft_addr: self.raft_addr.clone(),
+            http_addr: self.http_addr.clone(),
+            incarnation: self.incarnation.clone(),
+        }
+    }
+}
+
 /// What `GET /formation` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FormationStatus {
@@ -186,17 +206,7 @@ impl Formation {
     async fn initialize(&self, founders: &[Founder]) -> Result<Formed, FormationError> {
         let cluster_id = cluster_id_of(founders);
         self.identity.adopt_cluster(&cluster_id).map_err(FormationError::ClusterId)?;
-        let members: BTreeMap<NodeId, PeerAddr> = founders
-            .iter()
-            .map(|f| {
-                let addr = PeerAddr {
-                    raft_addr: f.raft_addr.clone(),
-                    http_addr: f.http_addr.clone(),
-                    incarnation: f.incarnation.clone(),
-                };
-                (f.id, addr)
-            })
-            .collect();
+        let members: BTreeMap<NodeId, PeerAddr> = founders.iter().map(|f| (f.id, f.addr())).collect();
         let ids: Vec<NodeId> = members.keys().copied().collect();
         match self.raft.initialize(members).await {
             Ok(()) => {}

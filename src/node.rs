@@ -343,6 +343,19 @@ impl RunningNode {
             None => tracing::info!(node_id, %addr, "listening; in memory only: nothing survives this process"),
         }
 
+        // What a request to the cluster about this node carries, whichever
+        // branch below sends one.
+        let join_request = |fresh| JoinRequest {
+            id: node_id,
+            raft_addr: addr.raft_addr.clone(),
+            http_addr: addr.http_addr.clone(),
+            incarnation: addr.incarnation.clone(),
+            fresh,
+        };
+        let token = config.auth.join_token.clone();
+        let ca_pem = peer_tls.as_ref().map(|tls| tls.ca_pem().to_string());
+        let join_timeout = config.api.join_timeout();
+        let scheme = config.auth.http_scheme();
         let join_task = if raft.is_initialized().await.map_err(|e| NodeError::Raft(Box::new(e)))? {
             if identity.cluster_id().is_none() {
                 let path = data_dir.as_ref().map(|dir| dir.path().to_path_buf()).unwrap_or_default();
@@ -363,7 +376,6 @@ impl RunningNode {
                         );
                         hold_elections(raft.clone(), hold);
                     }
-                    let scheme = if config.auth.http_tls_cert.is_some() { "https" } else { "http" };
                     // Every member it knows, itself (at its new address) last:
                     // if it is the leader, it applies the update itself.
                     let urls = config
@@ -379,20 +391,11 @@ impl RunningNode {
                         )
                         .chain([format!("{scheme}://{}", addr.http_addr)])
                         .collect();
-                    let request = JoinRequest {
-                        id: node_id,
-                        raft_addr: addr.raft_addr.clone(),
-                        http_addr: addr.http_addr.clone(),
-                        incarnation: addr.incarnation.clone(),
-                        fresh: false,
-                    };
-                    let token = config.auth.join_token.clone();
-                    let ca_pem = peer_tls.as_ref().map(|tls| tls.ca_pem().to_string());
+                    let request = join_request(false);
                     let raft = raft.clone();
-                    let timeout = config.api.join_timeout();
                     Some(tokio::spawn(async move {
-                        post_join("the cluster updated this node's addresses", urls, request, token, ca_pem, timeout)
-                            .await?;
+                        let label = "the cluster updated this node's addresses";
+                        post_join(label, urls, request, token, ca_pem, join_timeout).await?;
                         // Heard from through the new addresses: campaigns are safe again.
                         raft.runtime_config().elect(true);
                         Ok(())
@@ -401,16 +404,7 @@ impl RunningNode {
                 _ => None,
             }
         } else if config.identity.join.is_some() || config.formation.enabled() {
-            let request = JoinRequest {
-                id: node_id,
-                raft_addr: addr.raft_addr.clone(),
-                http_addr: addr.http_addr.clone(),
-                incarnation: addr.incarnation.clone(),
-                fresh: true,
-            };
-            let token = config.auth.join_token.clone();
-            let ca_pem = peer_tls.as_ref().map(|tls| tls.ca_pem().to_string());
-            let join_timeout = config.api.join_timeout();
+            let request = join_request(true);
             let task = match config.identity.join.clone() {
                 Some(url) => {
                     tokio::spawn(post_join("joined the cluster", vec![url], request, token, ca_pem, join_timeout))
@@ -418,14 +412,9 @@ impl RunningNode {
                 None => {
                     let formation = formation::Formation {
                         settings: config.formation.clone(),
-                        me: formation::Founder {
-                            id: node_id,
-                            raft_addr: addr.raft_addr.clone(),
-                            http_addr: addr.http_addr.clone(),
-                            incarnation: addr.incarnation.clone(),
-                        },
+                        me: formation::Founder::new(node_id, &addr),
                         http_port: http_addr.port(),
-                        scheme: if config.auth.http_tls_cert.is_some() { "https" } else { "http" },
+                        scheme,
                         token: token.clone(),
                         trusted_ca_pem: ca_pem.clone(),
                         board: state.formation.clone(),

@@ -20,11 +20,6 @@ use crate::formation::{FormationStatus, Founder};
 )]
 pub async fn formation(State(state): State<AppState>) -> Json<FormationStatus> {
     let in_cluster = state.raft.metrics().borrow().membership_config.membership().nodes().next().is_some();
-    let node = Founder {
-        id: state.node_id,
-        raft_addr: state.addr.raft_addr.clone(),
-        http_addr: state.addr.http_addr.clone(),
-        incarnation: state.addr.incarnation.clone(),
-    };
+    let node = Founder::new(state.node_id, &state.addr);
     Json(FormationStatus { node, in_cluster, founders: state.formation.founders() })
 }

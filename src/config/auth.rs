@@ -45,3 +45,15 @@ pub struct AuthSettings {
     #[arg(long, env = "GAMERAFT_INSECURE")]
     pub insecure: bool,
 }
+
+impl AuthSettings {
+    /// The scheme of the HTTP API: `https` with a certificate for it. Nodes
+    /// of one cluster are configured alike, so it is their peers' too.
+    pub fn http_scheme(&self) -> &'static str {
+        if self.http_tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}

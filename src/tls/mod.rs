@@ -80,9 +80,7 @@ impl PeerTls {
         if found != Some(node_id) {
             return Err(TlsError::WrongNode { path: cert_path, expected: node_id, found });
         }
-        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-            .map_err(|e| TlsError::Io(key_path.clone(), e))?
-            .ok_or(TlsError::NoKey(key_path))?;
+        let key = pem_key(&key_path, &key_pem)?;
         let mut roots = RootCertStore::empty();
         for ca in pem_certs(&ca_path, &ca_pem)? {
             roots.add(ca)?;
@@ -136,9 +134,7 @@ impl PeerTls {
 /// no client certificates (clients show tokens), HTTP/1.1.
 pub fn http_server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = pem_certs(cert_path, &certs::read(cert_path)?)?;
-    let key = rustls_pemfile::private_key(&mut certs::read(key_path)?.as_bytes())
-        .map_err(|e| TlsError::Io(key_path.to_path_buf(), e))?
-        .ok_or(TlsError::NoKey(key_path.to_path_buf()))?;
+    let key = pem_key(key_path, &certs::read(key_path)?)?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -161,6 +157,12 @@ fn pem_certs(path: &Path, pem: &str) -> Result<Vec<CertificateDer<'static>>, Tls
         return Err(TlsError::NoCertificate(path.to_path_buf()));
     }
     Ok(certs)
+}
+
+fn pem_key(path: &Path, pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    rustls_pemfile::private_key(&mut pem.as_bytes())
+        .map_err(|e| TlsError::Io(path.to_path_buf(), e))?
+        .ok_or_else(|| TlsError::NoKey(path.to_path_buf()))
 }
 
 /// The node id a node certificate names (its `urn:gameraft:node:<id>`
