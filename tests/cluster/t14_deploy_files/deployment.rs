@@ -30,6 +30,8 @@ pub(super) enum Naming {
     ServiceNames,
     /// ECS service discovery: one name, an A record per running task.
     DiscoveryName(String),
+    /// Machines that know each other by address only.
+    Addresses,
 }
 
 /// The order the containers start in, each after its delay: a start
@@ -91,11 +93,14 @@ where
     }
 }
 
+/// The files a container's volumes hold before it starts: (path in the
+/// container, contents).
+pub(super) type VolumeFiles = dyn Fn(&Container) -> Vec<(String, Vec<u8>)> + Sync;
+
 /// What a deployment is started with besides its containers.
 pub(super) struct Setup<'a> {
     pub naming: Naming,
-    /// Put in the volumes before the start, by their path in the container.
-    pub files: &'a [(String, String)],
+    pub files: &'a VolumeFiles,
     /// What the nodes' clients present.
     pub token: Option<&'a str>,
     pub log_dir: PathBuf,
@@ -211,6 +216,7 @@ fn names(naming: &Naming, started: &[(&Container, Ipv4Addr)]) -> Vec<(String, Ip
     match naming {
         Naming::ServiceNames => started.iter().map(|(c, ip)| (c.name.clone(), *ip)).collect(),
         Naming::DiscoveryName(name) => started.iter().map(|(_, ip)| (name.clone(), *ip)).collect(),
+        Naming::Addresses => Vec::new(),
     }
 }
 
@@ -244,9 +250,12 @@ fn spawn<'a>(
             (rest.is_empty() || rest.starts_with('/')).then(|| format!("{}{rest}", source.display()))
         })
     };
-    for (path, text) in setup.files {
-        let host_path = on_volume(path).unwrap_or_else(|| panic!("{path} is on no volume of {}", container.name));
-        std::fs::write(host_path, text).expect("a file on a volume");
+    for (path, contents) in (setup.files)(container) {
+        let host_path = on_volume(&path).unwrap_or_else(|| panic!("{path} is on no volume of {}", container.name));
+        if let Some(dir) = Path::new(&host_path).parent() {
+            std::fs::create_dir_all(dir).expect("a directory on a volume");
+        }
+        std::fs::write(host_path, contents).expect("a file on a volume");
     }
     let http_port = container.listen_port("HTTP_ADDR", 8080);
     let raft_port = container.listen_port("RAFT_ADDR", 5000);

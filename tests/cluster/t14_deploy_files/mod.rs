@@ -34,6 +34,7 @@ use gameraft::launcher::ServeCommand;
 
 mod deployment;
 mod files;
+mod plain_machines;
 
 use deployment::{namespaces, on_namespaces, Deployment, Naming, Schedule, Setup, PROGRAM};
 use files::{compose_containers, dockerfile_image, ecs_container, read, Container};
@@ -150,7 +151,7 @@ async fn compose_forms_one_cluster(round: usize, max_delay: Duration) -> bool {
     };
     let setup = Setup {
         naming: Naming::ServiceNames,
-        files: &[],
+        files: &|_| Vec::new(),
         token: None,
         log_dir: log_dir(&format!("compose/{round}")),
         schedule: Schedule::random(services.len(), max_delay),
@@ -189,10 +190,11 @@ async fn ecs_tasks_form_one_cluster(round: usize, max_delay: Duration) -> bool {
         }
     };
     let dns = task.var("GAMERAFT_DISCOVERY_DNS").expect("the task names its discovery name").to_string();
-    let files: Vec<(String, String)> =
-        task.var("GAMERAFT_AUTH_TOKENS_FILE").map(|path| (path.to_string(), tokens_line)).into_iter().collect();
+    let files: Vec<(String, Vec<u8>)> =
+        task.var("GAMERAFT_AUTH_TOKENS_FILE").map(|path| (path.to_string(), tokens_line.into())).into_iter().collect();
     let started = Arc::clone(&hosts);
     on_namespaces(hosts, async move {
+        let files = move |_: &Container| files.clone();
         let setup = Setup {
             naming: Naming::DiscoveryName(dns),
             files: &files,
