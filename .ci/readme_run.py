@@ -19,7 +19,6 @@ with every node process gone.
 Exits non-zero, with the command's output, on any failure.
 """
 
-import json
 import os
 import re
 import shutil
@@ -28,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
+
+from cluster_http import http, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLUSTER_DIR = os.path.join(ROOT, "gameraft-cluster")
@@ -87,29 +86,6 @@ def run_examples(examples):
                 raise RuntimeError(f"README example {command!r}\n  README: {expected}\n  got:    {got.strip()}")
             time.sleep(0.2)
     print(f"README examples: {len(examples)} answered as shown", flush=True)
-
-
-def http(method, url, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if body is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode(errors="replace")
-
-
-def wait_until(what, limit_s, check):
-    deadline = time.monotonic() + limit_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {limit_s}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def main():

@@ -38,8 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
+
+from cluster_http import http, wait_until
 
 SCHEMATHESIS = "4.32.5"
 # Test cases per operation and phase. 8 operations are run (the document's own
@@ -100,28 +100,6 @@ def free_base_ports(nodes):
 TOKEN = {"value": None}
 
 
-def http(method, url, timeout=10):
-    request = urllib.request.Request(url, method=method)
-    if TOKEN["value"]:
-        request.add_header("Authorization", f"Bearer {TOKEN['value']}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode(errors="replace")
-
-
-def wait_until(what, limit_s, check):
-    deadline = time.monotonic() + limit_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {limit_s}s waiting for {what}")
-        time.sleep(0.2)
-
-
 class Cluster:
     """`gameraft cluster` in its own process group, and the nodes it printed."""
 
@@ -169,7 +147,7 @@ class Cluster:
 
 
 def fetch_document(url):
-    status, document = http("GET", url + "/openapi.json")
+    status, document = http("GET", url + "/openapi.json", token=TOKEN["value"])
     if status != 200 or not isinstance(document, dict) or not document.get("openapi", "").startswith("3.1"):
         raise RuntimeError(f"GET /openapi.json answered {status}: {str(document)[:500]}")
     operations = sum(1 for item in document["paths"].values() for key in item if key in ("get", "post", "delete"))
@@ -246,7 +224,7 @@ def sent_events(entries):
 def read_log(url):
     entries, start = [], 0
     while True:
-        status, page = http("GET", f"{url}/log?from={start}&limit=10000")
+        status, page = http("GET", f"{url}/log?from={start}&limit=10000", token=TOKEN["value"])
         if status != 200:
             raise RuntimeError(f"GET {url}/log answered {status}: {page}")
         entries += page["entries"]
@@ -259,7 +237,7 @@ def check_commits(urls, leader, entries):
     appended, maybe = sent_events(entries)
 
     def converged():
-        committed = http("GET", leader + "/status")[1]["event_count"]
+        committed = http("GET", leader + "/status", token=TOKEN["value"])[1]["event_count"]
         logs = [read_log(url) for url in urls.values()]
         return logs if all(log == logs[0] for log in logs) and len(logs[0]) >= committed else None
 
