@@ -1,4 +1,4 @@
-"""Helpers for vs_etcd.py: child processes, JSON over HTTP, wrk, machine facts.
+"""Helpers for the benches (vs_etcd.py, hostile_load.py): child processes, JSON over HTTP, wrk, machine facts.
 
 Standard library only. Nothing here knows about gameraft or etcd.
 """
@@ -10,6 +10,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -120,6 +121,36 @@ def install_signal_handlers():
 def ignore_signals():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def guarded_main(args, run, saved):
+    """Runs `run(args, procs, results)` and exits: 0, 1 if it returned problems, 2 on an
+    error, 128+N on signal N. Whatever happens the servers in `procs` are stopped and, if
+    `run` gathered any, the results go to `args.out/results.json` and `saved(args)` says
+    where they are."""
+    install_signal_handlers()
+    procs, results, status = Procs(), {}, 0
+    try:
+        problems = run(args, procs, results)
+        if problems:
+            print(f"FAILED: {len(problems)} verification problem(s); see the table above")
+            status = 1
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - report, clean up, exit non-zero
+        if isinstance(err, SystemExit) and not isinstance(err.code, int):
+            raise
+        if isinstance(err, SystemExit):
+            print(f"interrupted (exit {err.code}); stopping the servers", file=sys.stderr)
+            status = err.code
+        else:
+            print(f"ERROR: {type(err).__name__}: {err}", file=sys.stderr)
+            status = 2
+    finally:
+        ignore_signals()  # a second Ctrl-C must not interrupt the clean-up
+        procs.stop_all()
+        if results:
+            (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+            saved(args)
+    sys.exit(status)
 
 
 def run_wrk(script, url, conns, secs, script_args):

@@ -43,9 +43,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (Procs, git_commit, http_json, ignore_signals,  # noqa: E402
-                     install_signal_handlers, machine, port_in_use, wait_until)
-from vs_etcd import GAMERAFT_BIN, ROOT, START_S, Gameraft  # noqa: E402
+from harness import (git_commit, guarded_main, http_json, machine, port_in_use, wait_until)  # noqa: E402
+from vs_etcd import GAMERAFT_BIN, ROOT, Gameraft  # noqa: E402
 
 HTTP_PORTS = {1: 28081, 2: 28082, 3: 28083}
 RAFT_PORTS = {1: 25001, 2: 25002, 3: 25003}
@@ -742,28 +741,7 @@ def run(args, procs, results):
 
 
 def main():
-    args = parse_args()
-    install_signal_handlers()
-    procs, results, status = Procs(), {}, 0
-    try:
-        problems = run(args, procs, results)
-        status = 1 if problems else 0
-    except (Exception, SystemExit) as err:  # noqa: BLE001 - report, clean up, exit non-zero
-        if isinstance(err, SystemExit) and not isinstance(err.code, int):
-            raise
-        if isinstance(err, SystemExit):
-            print(f"interrupted (exit {err.code}); stopping the servers", file=sys.stderr)
-            status = err.code
-        else:
-            print(f"ERROR: {type(err).__name__}: {err}", file=sys.stderr)
-            status = 2
-    finally:
-        ignore_signals()
-        procs.stop_all()
-        if results:
-            (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-            print(f"results.md and results.json in {args.out}")
-    sys.exit(status)
+    guarded_main(parse_args(), run, lambda args: print(f"results.md and results.json in {args.out}"))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Run from the repo root:  python3 bench-vs-etcd/vs_etcd.py [--secs 10] [--levels 
 """
 import argparse
 import base64
-import json
 import os
 import secrets
 import shutil
@@ -35,10 +34,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (Procs, RssSampler, cargo_target_dir, cpu_busy_fraction,  # noqa: E402
-                     fdatasync_ms, first_line, fmt_int, fmt_ms, git_commit, http_json,
-                     ignore_signals, install_signal_handlers, machine, port_in_use, run_wrk,
-                     wait_until)
+from harness import (cargo_target_dir, cpu_busy_fraction, fdatasync_ms, first_line, fmt_int,  # noqa: E402
+                     fmt_ms, git_commit, guarded_main, http_json, machine, port_in_use,
+                     RssSampler, run_wrk, wait_until)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench-vs-etcd"
@@ -488,34 +486,14 @@ def run(args, procs, results):
     return problems
 
 
+def saved(args):
+    written = [f.name for f in (args.out / "results.md", args.out / "results.json") if f.exists()]
+    print(f"{' and '.join(written)} in {args.out}; server logs and data dirs "
+          f"in {args.out}/gameraft and {args.out}/etcd")
+
+
 def main():
-    args = parse_args()
-    install_signal_handlers()
-    procs, results, status = Procs(), {}, 0
-    try:
-        problems = run(args, procs, results)
-        if problems:
-            print(f"FAILED: {len(problems)} verification problem(s); see the table above")
-            status = 1
-    except (Exception, SystemExit) as err:  # noqa: BLE001 - report, clean up, exit non-zero
-        if isinstance(err, SystemExit) and not isinstance(err.code, int):
-            raise
-        if isinstance(err, SystemExit):
-            print(f"interrupted (exit {err.code}); stopping the servers", file=sys.stderr)
-            status = err.code
-        else:
-            print(f"ERROR: {type(err).__name__}: {err}", file=sys.stderr)
-            status = 2
-    finally:
-        ignore_signals()  # a second Ctrl-C must not interrupt the clean-up
-        procs.stop_all()
-        if results:
-            (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-            written = [f.name for f in (args.out / "results.md", args.out / "results.json")
-                       if f.exists()]
-            print(f"{' and '.join(written)} in {args.out}; server logs and data dirs "
-                  f"in {args.out}/gameraft and {args.out}/etcd")
-    sys.exit(status)
+    guarded_main(parse_args(), run, saved)
 
 
 if __name__ == "__main__":
