@@ -33,13 +33,28 @@ async fn six_hundred_readers_that_never_read_do_not_stall_a_write() {
     node.shutdown().await;
 }
 
+/// Opens `GET /events`, reads nothing for well past a 200 ms
+/// `--stalled-reader-timeout-ms`, then reads what the node had sent before
+/// it cut the body off. The stall is the input under test, not a wait for
+/// something to happen.
+async fn read_after_stalling(app: &axum::Router) -> axum::body::Bytes {
+    use http_body_util::BodyExt;
+
+    let request = Request::builder().method("GET").uri("/events").body(Body::empty()).expect("request");
+    let stalled = app.clone().oneshot(request).await.expect("answered");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::timeout(Duration::from_secs(5), stalled.into_body().collect())
+        .await
+        .expect("the body ends instead of waiting")
+        .expect("the chunks it had")
+        .to_bytes()
+}
+
 /// A streamed `GET /events` whose reader stops is cut off after
 /// `--stalled-reader-timeout-ms`: what it had buffered arrives, then the
 /// body ends, short of the whole list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_reading_is_cut_off_after_the_stall_timeout() {
-    use http_body_util::BodyExt;
-
     let (node, app, _data) = single_node_with(&["--stalled-reader-timeout-ms", "200"]).await;
     for player in 0..40 {
         assert_eq!(post_json(&app, "/events", join_event(player)).await.0, StatusCode::OK);
@@ -47,16 +62,7 @@ async fn a_reader_that_stops_reading_is_cut_off_after_the_stall_timeout() {
     let full = super::call_raw(&app, "GET", "/events", None, b"").await.1;
     assert!(serde_json::from_slice::<serde_json::Value>(&full).is_ok_and(|v| v["count"] == 40), "read at once: all");
 
-    let request = Request::builder().method("GET").uri("/events").body(Body::empty()).expect("request");
-    let stalled = app.clone().oneshot(request).await.expect("answered");
-    // The reader stalls for well past the timeout: the stall is the input
-    // under test, not a wait for something to happen.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let cut = tokio::time::timeout(Duration::from_secs(5), stalled.into_body().collect())
-        .await
-        .expect("the body ends instead of waiting")
-        .expect("the chunks it had")
-        .to_bytes();
+    let cut = read_after_stalling(&app).await;
     assert!(cut.len() < full.len(), "a stalled reader got the whole list: {} bytes", cut.len());
     assert!(cut.starts_with(b"{\"events\":["), "{:?}", String::from_utf8_lossy(&cut));
     node.shutdown().await;
@@ -73,21 +79,11 @@ fn big_join(player_id: u64, bytes: usize) -> serde_json::Value {
 /// buffered when it was cut off is under 128 KiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reader_holds_a_bounded_number_of_bytes_whatever_the_events_size() {
-    use http_body_util::BodyExt;
-
     let (node, app, _data) = single_node_with(&["--stalled-reader-timeout-ms", "200"]).await;
     for player in 0..40 {
         assert_eq!(post_json(&app, "/events", big_join(player, 40_000)).await.0, StatusCode::OK);
     }
-    let request = Request::builder().method("GET").uri("/events").body(Body::empty()).expect("request");
-    let stalled = app.clone().oneshot(request).await.expect("answered");
-    // The stall is the input under test, not a wait for something to happen.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let cut = tokio::time::timeout(Duration::from_secs(5), stalled.into_body().collect())
-        .await
-        .expect("the body ends instead of waiting")
-        .expect("the chunks it had")
-        .to_bytes();
+    let cut = read_after_stalling(&app).await;
     assert!(cut.starts_with(b"{\"events\":["), "{:?}", String::from_utf8_lossy(&cut[..cut.len().min(40)]));
     assert!(cut.len() <= 128 * 1024, "a stalled reader held {} bytes", cut.len());
     node.shutdown().await;
