@@ -54,6 +54,7 @@ impl Schedule {
 struct Started {
     name: String,
     host_id: u64,
+    base: String,
     client: Client,
     _child: ServeChild,
 }
@@ -105,6 +106,9 @@ pub(super) struct Setup<'a> {
     pub token: Option<&'a str>,
     pub log_dir: PathBuf,
     pub schedule: Schedule,
+    /// Where bind mounts' relative sources are (the compose file's
+    /// directory); `None` if there are none.
+    pub project_dir: Option<PathBuf>,
 }
 
 /// A container's process, spawned, not yet listening.
@@ -146,11 +150,11 @@ impl Deployment {
             assert_eq!(listens_on, ports, "{} listens on the declared ports", container.name);
             let base = format!("http://{ip}:{}", ports.0);
             let client = match setup.token {
-                Some(token) => Client::with_token(base, token),
-                None => Client::new(base),
+                Some(token) => Client::with_token(base.clone(), token),
+                None => Client::new(base.clone()),
             }
             .expect("a client");
-            nodes.push(Started { name: container.name.clone(), host_id, client, _child: child });
+            nodes.push(Started { name: container.name.clone(), host_id, base, client, _child: child });
         }
         Self { hosts, nodes, schedule: setup.schedule, _volumes: volumes_dir }
     }
@@ -191,6 +195,15 @@ impl Deployment {
                 status.success().then_some(())
             })
             .await;
+        }
+    }
+
+    /// Every node answers 401 to a client without a token.
+    pub(super) async fn refuse_a_client_without_a_token(&self) {
+        for node in &self.nodes {
+            let anonymous = Client::new(node.base.clone()).expect("a client");
+            let answer = anonymous.get("/events").await.expect("GET /events answers");
+            assert_eq!(answer.status, 401, "{} without a token: {}", node.name, answer.body);
         }
     }
 
@@ -237,11 +250,19 @@ fn spawn<'a>(
     let volumes: Vec<(String, PathBuf)> = container
         .volumes
         .iter()
-        .map(|target| {
-            let name = target.trim_start_matches('/').replace('/', "_");
-            let source = volumes_dir.join(&container.name).join(name);
-            std::fs::create_dir_all(&source).expect("a volume directory");
-            (target.clone(), source)
+        .map(|mount| match &mount.bind {
+            Some(bind) => {
+                let project = setup.project_dir.as_ref().expect("bind mounts need the project directory");
+                let source = project.join(bind);
+                assert!(source.exists(), "{}: bind mount source {} is missing", container.name, source.display());
+                (mount.target.clone(), source)
+            }
+            None => {
+                let name = mount.target.trim_start_matches('/').replace('/', "_");
+                let source = volumes_dir.join(&container.name).join(name);
+                std::fs::create_dir_all(&source).expect("a volume directory");
+                (mount.target.clone(), source)
+            }
         })
         .collect();
     let on_volume = |path: &str| {

@@ -31,11 +31,31 @@ pub(super) struct Container {
     /// In order of precedence: a later value of a variable wins.
     pub(super) env: Vec<(String, String)>,
     pub(super) ports: BTreeSet<u16>,
-    pub(super) volumes: Vec<String>,
+    pub(super) volumes: Vec<Mount>,
     pub(super) healthcheck: Vec<String>,
 }
 
+/// A path in the container that is a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Mount {
+    pub(super) target: String,
+    /// A bind mount's host path, relative to the compose file's directory;
+    /// `None` for a volume of the container's own (empty at first).
+    pub(super) bind: Option<String>,
+}
+
+impl Mount {
+    pub(super) fn volume(target: &str) -> Self {
+        Self { target: target.to_string(), bind: None }
+    }
+}
+
 impl Container {
+    /// The container paths of its volumes.
+    pub(super) fn volume_targets(&self) -> Vec<&str> {
+        self.volumes.iter().map(|m| m.target.as_str()).collect()
+    }
+
     pub(super) fn var(&self, key: &str) -> Option<&str> {
         self.env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
@@ -145,10 +165,89 @@ fn exec_check(test: Vec<String>) -> Vec<String> {
     }
 }
 
-pub(super) fn compose_containers(text: &str, image: &Image) -> Vec<Container> {
-    let mut doc: Yaml = serde_norway::from_str(text).expect("docker-compose.yml is YAML");
+/// Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?message}` in `text`,
+/// from `vars` (the shell's environment, for compose).
+fn interpolate(text: &str, vars: &BTreeMap<&str, String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').map(|e| start + e).expect("a closing brace");
+        let expr = &rest[start + 2..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (expr.split_once(":?").map_or(expr, |(name, _)| name), None),
+        };
+        match (vars.get(name), default) {
+            (Some(value), _) => out.push_str(value),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => panic!("compose needs ${{{name}}} set: {expr}"),
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A compose file, interpolated and with its merge keys applied.
+fn compose_document(text: &str, vars: &BTreeMap<&str, String>) -> Yaml {
+    let mut doc: Yaml = serde_norway::from_str(&interpolate(text, vars)).expect("a compose file is YAML");
     // Compose applies YAML merge keys (`<<: *anchor`) before it reads a service.
-    doc.apply_merge().expect("docker-compose.yml's merge keys");
+    doc.apply_merge().expect("a compose file's merge keys");
+    doc
+}
+
+/// The target of a compose volume entry (`SOURCE:TARGET[:MODE]`, or the
+/// long form's `target`).
+fn volume_target(entry: &Yaml) -> String {
+    match entry {
+        Yaml::Mapping(_) => entry.get("target").and_then(Yaml::as_str).expect("volumes: target").to_string(),
+        other => {
+            let spec = other.as_str().expect("SOURCE:TARGET");
+            spec.split(':').nth(1).unwrap_or(spec).to_string()
+        }
+    }
+}
+
+/// `overlay` merged into `base` as `docker compose -f base -f overlay`
+/// does for what these files use: a service's `environment` merged by
+/// variable, its `volumes` by target, anything else replaced.
+fn merge_compose(base: &mut Yaml, overlay: &Yaml) {
+    let Some(services) = overlay.get("services").and_then(Yaml::as_mapping) else { return };
+    for (name, service) in services {
+        let base_service = base
+            .get_mut("services")
+            .and_then(|s| s.get_mut(name))
+            .and_then(Yaml::as_mapping_mut)
+            .unwrap_or_else(|| panic!("the overlay's service {name:?} is in the base file"));
+        for (key, value) in service.as_mapping().expect("a service is a mapping") {
+            match (key.as_str(), base_service.get_mut(key)) {
+                (Some("environment"), Some(Yaml::Mapping(vars))) => {
+                    let overlay_vars = value.as_mapping().expect("environment as a mapping");
+                    vars.extend(overlay_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                (Some("volumes"), Some(Yaml::Sequence(entries))) => {
+                    for entry in value.as_sequence().expect("volumes as a list") {
+                        entries.retain(|e| volume_target(e) != volume_target(entry));
+                        entries.push(entry.clone());
+                    }
+                }
+                _ => {
+                    base_service.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The services of compose files `texts` (the base file, then overlays, as
+/// `-f` gives them), with `vars` the shell's environment.
+pub(super) fn compose_containers(texts: &[&str], image: &Image, vars: &BTreeMap<&str, String>) -> Vec<Container> {
+    let (base, overlays) = texts.split_first().expect("a compose file");
+    let mut doc = compose_document(base, vars);
+    for overlay in overlays {
+        merge_compose(&mut doc, &compose_document(overlay, vars));
+    }
     let services = doc.get("services").and_then(Yaml::as_mapping).expect("docker-compose.yml has services");
     let mut containers = Vec::new();
     for (name, service) in services {
@@ -182,12 +281,14 @@ pub(super) fn compose_containers(text: &str, image: &Image) -> Vec<Container> {
             .collect();
         let volumes = entries("volumes")
             .iter()
-            .map(|v| match v {
-                Yaml::Mapping(_) => v.get("target").and_then(Yaml::as_str).expect("volumes: target").to_string(),
-                other => {
-                    let spec = other.as_str().expect("SOURCE:TARGET").to_string();
-                    spec.split(':').nth(1).unwrap_or(&spec).to_string()
-                }
+            .map(|v| {
+                let source = match v {
+                    Yaml::Mapping(_) => v.get("source").and_then(Yaml::as_str).map(String::from),
+                    other => other.as_str().and_then(|spec| spec.split(':').next()).map(String::from),
+                };
+                // A source that is a path is a bind mount; a name, a volume.
+                let bind = source.filter(|s| s.starts_with("./") || s.starts_with('/'));
+                Mount { target: volume_target(v), bind }
             })
             .collect();
         let healthcheck = match service.get("healthcheck").and_then(|h| h.get("test")) {
@@ -229,8 +330,10 @@ pub(super) fn ecs_container(text: &str, image: &Image, secrets: &BTreeMap<&str, 
     }
     let ports =
         named("portMappings").iter().map(|p| p["containerPort"].as_u64().expect("containerPort") as u16).collect();
-    let volumes =
-        named("mountPoints").iter().map(|m| m["containerPath"].as_str().expect("containerPath").to_string()).collect();
+    let volumes = named("mountPoints")
+        .iter()
+        .map(|m| Mount::volume(m["containerPath"].as_str().expect("containerPath")))
+        .collect();
     assert_eq!(task["networkMode"], "awsvpc", "each task has its own address");
     Container {
         name: def["name"].as_str().expect("name").to_string(),
@@ -240,4 +343,32 @@ pub(super) fn ecs_container(text: &str, image: &Image, secrets: &BTreeMap<&str, 
         volumes,
         healthcheck: exec_check(strings(&def["healthCheck"]["command"])),
     }
+}
+
+/// The fenced code blocks of docs/deploy.md's section `heading` (up to the
+/// next heading of its level or above): (info string, text).
+pub(super) fn guide_blocks(heading: &str) -> Vec<(String, String)> {
+    let guide = read("docs/deploy.md");
+    let start = guide.find(heading).unwrap_or_else(|| panic!("docs/deploy.md has {heading:?}"));
+    let level = heading.split(' ').next().map_or(2, str::len);
+    let mut blocks = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in guide[start + heading.len()..].lines() {
+        match (line.strip_prefix("```"), current.take()) {
+            (Some(info), None) => current = Some((info.trim().to_string(), String::new())),
+            (Some(_), Some(block)) => blocks.push(block),
+            (None, Some((info, mut text))) => {
+                text.push_str(line);
+                text.push('\n');
+                current = Some((info, text));
+            }
+            (None, None) => {
+                let marks = line.split(' ').next().unwrap_or_default();
+                if !marks.is_empty() && marks.chars().all(|c| c == '#') && marks.len() <= level {
+                    break;
+                }
+            }
+        }
+    }
+    blocks
 }

@@ -10,8 +10,9 @@
 //!   (compose `environment`; ECS `environment`, then `secrets`, whose values
 //!   the test makes up), and nothing else: the launcher clears the rest;
 //! - **volumes:** each container path (`/data`, ...) is a directory of the
-//!   test's own per node; a variable naming a path under it names that
-//!   directory instead;
+//!   test's own per node, or a bind mount's source; a variable naming a path
+//!   under it names that directory instead. Overlays (`-f a -f b`) merge as
+//!   compose merges them, after compose's `${VAR}` interpolation;
 //! - **network:** the compose service names, or the ECS discovery name, resolve
 //!   in every namespace to the addresses of the nodes started so far (as
 //!   compose's network and Cloud Map register a container when it starts);
@@ -21,8 +22,8 @@
 //! - **health check:** the image's (compose) or the task definition's (ECS) is
 //!   run in each namespace and must pass once the cluster has formed.
 //!
-//! Not reproduced: the host side of compose's `ports`, the image's user (the
-//! tests run as root), ECS's ulimits and task metadata. Needs root and
+//! Not reproduced: the host side of compose's `ports`, read-only mounts, the
+//! image's user (the tests run as root), ECS's ulimits and task metadata. Needs root and
 //! iproute2; without them a test says why and passes.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,7 +38,7 @@ mod files;
 mod plain_machines;
 
 use deployment::{namespaces, on_namespaces, Deployment, Naming, Schedule, Setup, PROGRAM};
-use files::{compose_containers, dockerfile_image, ecs_container, read, Container};
+use files::{compose_containers, dockerfile_image, ecs_container, guide_blocks, read, Container};
 
 /// How long the probe test waits for a node to listen.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -68,37 +69,12 @@ fn the_files_agree_with_the_image() {
     let task = ecs_container(&read("deploy/ecs/task-definition.json"), &image, &secrets);
     assert_eq!(task.healthcheck, image.healthcheck, "ECS runs the image's health check");
     assert_eq!(task.ports, image.exposed);
-    assert!(task.volumes.contains(&"/data".to_string()));
+    assert!(task.volume_targets().contains(&"/data"));
     assert!(task.var("WORKER_ID").is_none(), "identical tasks: no per-task id");
 
-    for service in compose_containers(&read("docker-compose.yml"), &image) {
-        assert_eq!(service.volumes, ["/data"], "{}", service.name);
+    for service in compose_containers(&[&read("docker-compose.yml")], &image, &BTreeMap::new()) {
+        assert_eq!(service.volume_targets(), ["/data"], "{}", service.name);
         assert!(service.ports.contains(&8080), "{}", service.name);
-    }
-}
-
-/// The credential commands docs/deploy.md gives for a secure compose
-/// cluster make the files it copies.
-#[test]
-fn the_guides_credential_commands_make_their_files() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_gameraft"))
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .expect("gameraft runs");
-        assert!(output.status.success(), "gameraft {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8(output.stdout).expect("UTF-8")
-    };
-    let token = run(&["token", "new", "--role", "admin", "--name", "compose-join"]);
-    assert!(token.lines().nth(1).is_some_and(|line| line.starts_with("admin ")), "{token}");
-    run(&["certs", "init", "--dir", "ca"]);
-    for n in 1..=3 {
-        run(&["certs", "node", "--dir", "ca", "--id", &n.to_string(), "--host", &format!("node{n}")]);
-        for file in ["ca.pem".to_string(), format!("node-{n}.pem"), format!("node-{n}-key.pem")] {
-            assert!(dir.path().join("ca").join(&file).is_file(), "ca/{file}");
-        }
     }
 }
 
@@ -135,12 +111,31 @@ async fn the_probe_fails_without_a_ready_node() {
     assert!(String::from_utf8_lossy(&not_ready.stderr).contains("503"));
 }
 
+/// The compose files a test lays over each other (`docker compose -f ...`),
+/// with the shell's variables and the directory they are in.
+struct Compose {
+    files: Vec<String>,
+    vars: BTreeMap<&'static str, String>,
+    /// Where its bind mounts' sources are; `None` if it has none.
+    project_dir: Option<PathBuf>,
+    /// What clients present, if the nodes want tokens.
+    token: Option<String>,
+}
+
+impl Compose {
+    /// `docker-compose.yml` as it is.
+    fn plain() -> Self {
+        Self { files: vec![read("docker-compose.yml")], vars: BTreeMap::new(), project_dir: None, token: None }
+    }
+}
+
 /// The compose file's services, started in a random order with random
 /// delays of up to `max_delay`, form one cluster of their 3 `WORKER_ID`s.
 /// False if there are no namespaces (it says why).
-async fn compose_forms_one_cluster(round: usize, max_delay: Duration) -> bool {
+async fn compose_forms_one_cluster(compose: Compose, label: &str, round: usize, max_delay: Duration) -> bool {
     let image = dockerfile_image(&read("Dockerfile"));
-    let services = compose_containers(&read("docker-compose.yml"), &image);
+    let files: Vec<&str> = compose.files.iter().map(String::as_str).collect();
+    let services = compose_containers(&files, &image, &compose.vars);
     assert_eq!(services.len(), 3);
     let hosts = match namespaces(services.len()).await {
         Ok(hosts) => hosts,
@@ -149,20 +144,25 @@ async fn compose_forms_one_cluster(round: usize, max_delay: Duration) -> bool {
             return false;
         }
     };
-    let setup = Setup {
-        naming: Naming::ServiceNames,
-        files: &|_| Vec::new(),
-        token: None,
-        log_dir: log_dir(&format!("compose/{round}")),
-        schedule: Schedule::random(services.len(), max_delay),
-    };
+    let log_dir = log_dir(&format!("{label}/{round}"));
     let started = Arc::clone(&hosts);
     on_namespaces(hosts, async move {
+        let setup = Setup {
+            naming: Naming::ServiceNames,
+            files: &|_| Vec::new(),
+            token: compose.token.as_deref(),
+            log_dir,
+            schedule: Schedule::random(services.len(), max_delay),
+            project_dir: compose.project_dir.clone(),
+        };
         let deployment = Deployment::start(started, &services, setup).await;
         let voters = deployment.wait_for_three_voters().await;
         assert_eq!(voters, [1, 2, 3], "round {round}: the services' WORKER_IDs");
         deployment.wait_for_health_checks(&services).await;
         deployment.write_and_read_everywhere().await;
+        if compose.token.is_some() {
+            deployment.refuse_a_client_without_a_token().await;
+        }
     })
     .await;
     true
@@ -201,6 +201,7 @@ async fn ecs_tasks_form_one_cluster(round: usize, max_delay: Duration) -> bool {
             token: Some(&join_token),
             log_dir: log_dir(&format!("ecs/{round}")),
             schedule: Schedule::random(tasks.len(), max_delay),
+            project_dir: None,
         };
         let deployment = Deployment::start(started, &tasks, setup).await;
         let voters = deployment.wait_for_three_voters().await;
@@ -214,7 +215,46 @@ async fn ecs_tasks_form_one_cluster(round: usize, max_delay: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_compose_file_forms_one_cluster() {
-    compose_forms_one_cluster(0, SUITE_MAX_DELAY).await;
+    compose_forms_one_cluster(Compose::plain(), "compose", 0, SUITE_MAX_DELAY).await;
+}
+
+/// docs/deploy.md's "Securing the compose cluster": its commands, run as
+/// they are, make the files `docker-compose.secure.yml` mounts; laid over
+/// `docker-compose.yml`, the services form one cluster with client tokens
+/// and peer TLS on, and answer only a client with the token.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_secured_compose_file_forms_one_cluster_of_token_and_tls_nodes() {
+    let project = tempfile::tempdir().expect("a temporary directory");
+    let blocks = guide_blocks("### Securing the compose cluster");
+    let (_, commands) = blocks.first().expect("the guide's commands");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_gameraft")).parent().expect("the binary's directory");
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let ran = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", commands])
+        .current_dir(project.path())
+        .env("PATH", path)
+        .output()
+        .expect("bash runs");
+    assert!(ran.status.success(), "the guide's commands: {}", String::from_utf8_lossy(&ran.stderr));
+    let token_file = std::fs::read_to_string(project.path().join("compose-join.token")).expect("the token");
+    let token = token_file.lines().next().expect("line 1: the token").to_string();
+
+    let compose = Compose {
+        files: vec![read("docker-compose.yml"), read("docker-compose.secure.yml")],
+        vars: BTreeMap::from([("GAMERAFT_JOIN_TOKEN", token.clone())]),
+        project_dir: Some(project.path().to_path_buf()),
+        token: Some(token),
+    };
+    let image = dockerfile_image(&read("Dockerfile"));
+    let files: Vec<&str> = compose.files.iter().map(String::as_str).collect();
+    for service in compose_containers(&files, &image, &compose.vars) {
+        assert_eq!(service.var("GAMERAFT_INSECURE"), Some("false"), "{}", service.name);
+        assert_eq!(service.var("GAMERAFT_PEER_TLS_DIR"), Some("/etc/gameraft/tls"), "{}", service.name);
+        for bind in service.volumes.iter().filter_map(|mount| mount.bind.as_deref()) {
+            assert!(project.path().join(bind).exists(), "{}: the guide's commands made no {bind}", service.name);
+        }
+    }
+    compose_forms_one_cluster(compose, "compose-secure", 0, SUITE_MAX_DELAY).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -228,7 +268,7 @@ async fn three_identical_ecs_tasks_form_one_cluster() {
 #[ignore = "on demand and in .ci/run as root: about 3 minutes"]
 async fn the_compose_file_forms_one_cluster_20_times_in_a_row() {
     for round in 1..=20 {
-        if !compose_forms_one_cluster(round, PROOF_MAX_DELAY).await {
+        if !compose_forms_one_cluster(Compose::plain(), "compose", round, PROOF_MAX_DELAY).await {
             return;
         }
     }

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::deployment::{namespaces, on_namespaces, Deployment, Naming, Schedule, Setup, PROGRAM};
-use super::files::{read, Container};
+use super::files::{guide_blocks, Container, Mount};
 use super::{log_dir, SUITE_MAX_DELAY};
 
 /// The guide's section.
@@ -17,28 +17,6 @@ const GUIDE_ADDRESSES: [&str; 3] = ["10.0.0.5", "10.0.0.6", "10.0.0.7"];
 /// Where the guide keeps a node's files, and its data.
 const ETC: &str = "/etc/gameraft";
 const DATA: &str = "/var/lib/gameraft";
-
-/// The fenced code blocks of the section: (info string, text).
-fn code_blocks(guide: &str) -> Vec<(String, String)> {
-    let start = guide.find(SECTION).expect("the guide has its plain machines section");
-    let section = &guide[start + SECTION.len()..];
-    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
-    let mut blocks = Vec::new();
-    let mut current: Option<(String, String)> = None;
-    for line in section.lines() {
-        match (line.strip_prefix("```"), current.take()) {
-            (Some(info), None) => current = Some((info.trim().to_string(), String::new())),
-            (Some(_), Some(block)) => blocks.push(block),
-            (None, Some((info, mut text))) => {
-                text.push_str(line);
-                text.push('\n');
-                current = Some((info, text));
-            }
-            (None, None) => {}
-        }
-    }
-    blocks
-}
 
 /// `KEY=VALUE` lines of a systemd unit or environment file, comments out.
 fn assignments(text: &str) -> Vec<(String, String)> {
@@ -68,8 +46,7 @@ async fn gameraft(dir: &std::path::Path, args: &[&str]) -> String {
 /// in, with client tokens and peer TLS on.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_guides_plain_machines_form_one_secure_cluster() {
-    let guide = read("docs/deploy.md");
-    let blocks = code_blocks(&guide);
+    let blocks = guide_blocks(SECTION);
     let unit = blocks.iter().find(|(_, text)| text.contains("[Service]")).expect("the guide's systemd unit");
     let unit: BTreeMap<String, String> = assignments(&unit.1).into_iter().collect();
     let exec: Vec<&str> = unit["ExecStart"].split_whitespace().collect();
@@ -129,7 +106,7 @@ async fn the_guides_plain_machines_form_one_secure_cluster() {
                 argv: vec![PROGRAM.into(), "serve".into()],
                 env,
                 ports: [8080, 5000].into(),
-                volumes: vec![ETC.into(), DATA.into()],
+                volumes: vec![Mount::volume(ETC), Mount::volume(DATA)],
                 healthcheck: Vec::new(),
             }
         })
@@ -157,6 +134,7 @@ async fn the_guides_plain_machines_form_one_secure_cluster() {
             token: Some(&token),
             log_dir: log_dir("plain-machines"),
             schedule: Schedule::random(machines.len(), SUITE_MAX_DELAY),
+            project_dir: None,
         };
         let deployment = Deployment::start(started, &machines, setup).await;
         let voters = deployment.wait_for_three_voters().await;
