@@ -117,6 +117,27 @@ pub async fn detect(inputs: Inputs<'_>) -> Result<Advertised, AdvertiseError> {
     }
 }
 
+/// The `host:port` peers should dial for a listener bound to `bound`.
+pub fn advertised(bound: SocketAddr, detected: &Advertised) -> String {
+    let host = advertised_host(bound, detected);
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{}", bound.port())
+    } else {
+        format!("{host}:{}", bound.port())
+    }
+}
+
+/// The host peers dial for a listener bound to `bound`: the bound IP if it
+/// is a specific one (unless --advertise-host overrides it), else the
+/// detected host.
+pub fn advertised_host(bound: SocketAddr, detected: &Advertised) -> String {
+    match detected.source {
+        Source::Flag => detected.host.clone(),
+        _ if !bound.ip().is_unspecified() => bound.ip().to_string(),
+        _ => detected.host.clone(),
+    }
+}
+
 /// The v4 task metadata document, as far as it is read here.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]

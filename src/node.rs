@@ -29,6 +29,7 @@
 //! unless `--in-memory`, where a restarted node is a new, empty node that
 //! must join again (the leader then replaces its old membership).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -190,10 +191,32 @@ impl RunningNode {
         let raft_listener = bind(config.identity.raft_addr).await?;
         let http_addr = local_addr(&http_listener, config.identity.http_addr)?;
         let raft_addr = local_addr(&raft_listener, config.identity.raft_addr)?;
-        // Before anything is bound: a missing or wrong certificate stops the
-        // start with the command that makes the right one.
+        // The stores, opened before Raft is built: the addresses this node
+        // advertises, and so its certificate, come first.
+        let (stores, events) = match &data_dir {
+            Some(dir) => {
+                let state_machine = GameStateMachine::open(&dir.state_dir())?
+                    .with_crash_in_install_file(config.faults.fault_crash_in_install_file.clone());
+                let events = state_machine.event_list();
+                // Purges wait for the state machine; a log already purged
+                // past it is refused here, with what to do.
+                let log = FileLogStore::open(&dir.log_dir())?
+                    .with_purge_limit(state_machine.durable_watermark().purge_limit())
+                    .await?;
+                (Stores::Durable(state_machine, log), events)
+            }
+            None => {
+                let state_machine = GameStateMachine::in_memory();
+                let events = state_machine.event_list();
+                (Stores::Memory(state_machine, MemLogStore::new()), events)
+            }
+        };
+        let (addr, raft_host) =
+            advertised_addr(&config, &identity, stores.applied_members(), http_addr, raft_addr).await?;
+        // A missing or wrong certificate stops the start with the command
+        // that makes the right one.
         let peer_tls = match &config.auth.peer_tls_dir {
-            Some(dir) => Some(PeerTls::load(dir, node_id)?),
+            Some(dir) => Some(PeerTls::load(dir, node_id, &raft_host)?),
             None => None,
         };
         let mut network = PeerNetwork::new(
@@ -206,66 +229,18 @@ impl RunningNode {
         }
         let peers = network.clone();
         let handoff_limits = HandoffLimits::from_openraft(&raft_config);
-        let (raft, events) = match &data_dir {
-            Some(dir) => {
-                let state_machine = GameStateMachine::open(&dir.state_dir())?
-                    .with_crash_in_install_file(config.faults.fault_crash_in_install_file.clone());
-                let events = state_machine.event_list();
-                // Purges wait for the state machine; a log already purged
-                // past it is refused here, with what to do.
-                let log = FileLogStore::open(&dir.log_dir())?
-                    .with_purge_limit(state_machine.durable_watermark().purge_limit())
-                    .await?;
-                (Raft::new(node_id, raft_config, network, log, state_machine).await, events)
-            }
-            None => {
-                let state_machine = GameStateMachine::in_memory();
-                let events = state_machine.event_list();
-                (Raft::new(node_id, raft_config, network, MemLogStore::new(), state_machine).await, events)
-            }
+        let raft = match stores {
+            Stores::Durable(state_machine, log) => Raft::new(node_id, raft_config, network, log, state_machine).await,
+            Stores::Memory(state_machine, log) => Raft::new(node_id, raft_config, network, log, state_machine).await,
         };
         let raft = raft.map_err(|e| NodeError::Raft(Box::new(e)))?;
-
-        // The addresses this node advertises. The peers it routes to are
-        // the --join URL's host, the formation's peers (or its DNS name) and,
-        // for a node with state, the members of its stored membership.
+        // The membership as Raft has it (log entries not yet applied
+        // included): what a moved node compares its addresses with.
         // Asked of RaftCore: its metrics are published only once it runs.
         let stored = raft
             .with_raft_state(|state| state.membership_state.effective().membership().clone())
             .await
             .map_err(|e| NodeError::Raft(Box::new(e)))?;
-        let discovery_name = config.formation.discovery_dns.as_ref().map(|name| format!("{name}:{}", http_addr.port()));
-        let route_peers: Vec<String> = config
-            .identity
-            .join
-            .iter()
-            .cloned()
-            .chain(config.formation.peers.iter().cloned())
-            .chain(discovery_name)
-            .chain(stored.nodes().filter(|(id, _)| **id != node_id).map(|(_, peer)| peer.raft_addr.clone()))
-            .collect();
-        let ecs_metadata_uri = std::env::var(advertise::ECS_METADATA_ENV).ok().filter(|uri| !uri.is_empty());
-        let wildcard = http_addr.ip().is_unspecified() || raft_addr.ip().is_unspecified();
-        let detected = advertise::detect(advertise::Inputs {
-            flag: config.identity.advertise_host.as_deref(),
-            listen_ip: Some(if wildcard { Ipv4Addr::UNSPECIFIED.into() } else { http_addr.ip() }),
-            ecs_metadata_uri: ecs_metadata_uri.as_deref(),
-            peers: &route_peers,
-        })
-        .await;
-        let detected = match detected {
-            Ok(detected) => detected,
-            Err(err) => {
-                let _ = raft.shutdown().await;
-                return Err(err.into());
-            }
-        };
-        tracing::info!(node_id, host = %detected.host, source = %detected.source, "advertised host");
-        let addr = PeerAddr {
-            raft_addr: advertised(raft_addr, &detected),
-            http_addr: advertised(http_addr, &detected),
-            incarnation: identity.incarnation().to_string(),
-        };
 
         let registry = NodeRegistry::new();
         tokio::spawn(mirror_membership(raft.clone(), registry.clone()));
@@ -638,20 +613,58 @@ fn local_addr(listener: &TcpListener, requested: SocketAddr) -> Result<SocketAdd
     listener.local_addr().map_err(|source| NodeError::Bind { addr: requested, source })
 }
 
-/// The `host:port` peers should dial for a listener bound to `bound`: the
-/// bound IP if it is a specific one (unless --advertise-host overrides it),
-/// else the detected host.
-fn advertised(bound: SocketAddr, detected: &advertise::Advertised) -> String {
-    let host = match detected.source {
-        advertise::Source::Flag => detected.host.clone(),
-        _ if !bound.ip().is_unspecified() => bound.ip().to_string(),
-        _ => detected.host.clone(),
-    };
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{}", bound.port())
-    } else {
-        format!("{host}:{}", bound.port())
+/// A node's stores, opened, before Raft takes them.
+enum Stores {
+    Durable(GameStateMachine, FileLogStore),
+    Memory(GameStateMachine, MemLogStore),
+}
+
+impl Stores {
+    /// The members of the membership this node has applied, by id.
+    fn applied_members(&self) -> BTreeMap<NodeId, PeerAddr> {
+        let (Self::Durable(state_machine, _) | Self::Memory(state_machine, _)) = self;
+        state_machine.applied().membership.membership().nodes().map(|(id, addr)| (*id, addr.clone())).collect()
     }
+}
+
+/// The addresses this node advertises, and the host of its Raft address
+/// (the one its peers dial, which its certificate must name). The peers it
+/// routes to are the --join URL's host, the formation's peers (or its DNS
+/// name) and, for a node with state, the members it has applied.
+async fn advertised_addr(
+    config: &NodeConfig,
+    identity: &NodeIdentity,
+    members: BTreeMap<NodeId, PeerAddr>,
+    http_addr: SocketAddr,
+    raft_addr: SocketAddr,
+) -> Result<(PeerAddr, String), NodeError> {
+    let node_id = identity.node_id();
+    let discovery_name = config.formation.discovery_dns.as_ref().map(|name| format!("{name}:{}", http_addr.port()));
+    let route_peers: Vec<String> = config
+        .identity
+        .join
+        .iter()
+        .cloned()
+        .chain(config.formation.peers.iter().cloned())
+        .chain(discovery_name)
+        .chain(members.into_iter().filter(|(id, _)| *id != node_id).map(|(_, peer)| peer.raft_addr))
+        .collect();
+    let ecs_metadata_uri = std::env::var(advertise::ECS_METADATA_ENV).ok().filter(|uri| !uri.is_empty());
+    let wildcard = http_addr.ip().is_unspecified() || raft_addr.ip().is_unspecified();
+    let detected = advertise::detect(advertise::Inputs {
+        flag: config.identity.advertise_host.as_deref(),
+        listen_ip: Some(if wildcard { Ipv4Addr::UNSPECIFIED.into() } else { http_addr.ip() }),
+        ecs_metadata_uri: ecs_metadata_uri.as_deref(),
+        peers: &route_peers,
+    })
+    .await?;
+    tracing::info!(node_id, host = %detected.host, source = %detected.source, "advertised host");
+    let addr = PeerAddr {
+        raft_addr: advertise::advertised(raft_addr, &detected),
+        http_addr: advertise::advertised(http_addr, &detected),
+        incarnation: identity.incarnation().to_string(),
+    };
+    Ok((addr, advertise::advertised_host(raft_addr, &detected)))
 }
 
 /// A random id that JavaScript clients can still hold exactly (< 2^53).
@@ -663,19 +676,6 @@ fn generate_node_id() -> NodeId {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn advertised_address_prefers_the_advertise_host() {
-        use advertise::{Advertised, Source};
-        let found = |host: &str, source| Advertised { host: host.into(), source };
-        let bound: SocketAddr = "0.0.0.0:5000".parse().unwrap();
-        let specific: SocketAddr = "10.1.2.3:8080".parse().unwrap();
-        assert_eq!(advertised(bound, &found("worker-2", Source::Flag)), "worker-2:5000");
-        assert_eq!(advertised(specific, &found("worker-2", Source::Flag)), "worker-2:8080");
-        assert_eq!(advertised(bound, &found("10.0.2.106", Source::EcsMetadata)), "10.0.2.106:5000");
-        assert_eq!(advertised(specific, &found("10.9.9.9", Source::RouteToPeers)), "10.1.2.3:8080");
-        assert_eq!(advertised(bound, &found("::1", Source::Flag)), "[::1]:5000");
-    }
 
     #[test]
     fn generated_ids_fit_in_a_javascript_number() {

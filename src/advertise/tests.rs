@@ -151,3 +151,16 @@ async fn the_route_to_an_outside_peer_is_not_loopback() {
     let alone = Inputs { listen_ip: Some(Ipv4Addr::UNSPECIFIED.into()), ..Inputs::default() };
     assert_eq!(detect(alone).await.unwrap().source, Source::DefaultRoute);
 }
+
+#[test]
+fn advertised_address_prefers_the_advertise_host() {
+    let found = |host: &str, source| Advertised { host: host.into(), source };
+    let bound: SocketAddr = "0.0.0.0:5000".parse().expect("an address");
+    let specific: SocketAddr = "10.1.2.3:8080".parse().expect("an address");
+    assert_eq!(advertised(bound, &found("worker-2", Source::Flag)), "worker-2:5000");
+    assert_eq!(advertised(specific, &found("worker-2", Source::Flag)), "worker-2:8080");
+    assert_eq!(advertised(bound, &found("10.0.2.106", Source::EcsMetadata)), "10.0.2.106:5000");
+    assert_eq!(advertised(specific, &found("10.9.9.9", Source::RouteToPeers)), "10.1.2.3:8080");
+    assert_eq!(advertised(bound, &found("::1", Source::Flag)), "[::1]:5000");
+    assert_eq!(advertised_host(bound, &found("::1", Source::Flag)), "::1");
+}

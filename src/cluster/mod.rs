@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(first.admin_token, again.admin_token);
         assert_eq!(std::fs::read(crate::tls::certs::ca_cert_path(dir.path())).expect("CA"), ca, "the same CA");
         for id in 1..=3 {
-            crate::tls::PeerTls::load(dir.path(), id).expect("each node's certificate loads");
+            crate::tls::PeerTls::load(dir.path(), id, "127.0.0.1").expect("each node's certificate loads");
         }
         let tokens = crate::auth::TokenStore::load(&first.tokens_path()).expect("tokens file");
         assert!(tokens.check(Some(&format!("Bearer {}", first.admin_token)), crate::auth::Role::Admin).is_ok());

@@ -2,7 +2,10 @@
 //!
 //! A certificate directory holds the CA (`ca.pem`, and `ca-key.pem`, which
 //! only the machine that issues certificates needs) and one key and
-//! certificate per node (`node-<id>.pem`, `node-<id>-key.pem`). A node
+//! certificate per node (`node-<id>.pem`, `node-<id>-key.pem`). A node's
+//! `--peer-tls-dir` holding the CA's key instead of the node's certificate
+//! makes the node issue its own at start ([`issue`]), for identical tasks
+//! that learn their id and address only then. A node
 //! certificate names the node's host (DNS name or IP address, checked by
 //! the peer that connects to it) and its node id, as the URI
 //! `urn:gameraft:node:<id>` ([`super::certified_node_id`] reads it back).
@@ -62,12 +65,27 @@ pub fn init_ca(dir: &Path) -> Result<PathBuf, TlsError> {
     Ok(cert_path)
 }
 
+/// A node's certificate and its key, PEM.
+pub struct NodeCertificate {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
 /// Issues node `id` a key and a certificate for `host`, signed by the CA in
-/// `dir`. Returns the certificate's path.
+/// `dir`, into `dir`. Returns the certificate's path.
 pub fn issue_node(dir: &Path, id: NodeId, host: &str) -> Result<PathBuf, TlsError> {
-    let ca_pem = read(&ca_cert_path(dir))?;
-    let ca_key = KeyPair::from_pem(&read(&ca_key_path(dir))?)?;
-    let ca = CertificateParams::from_ca_cert_pem(&ca_pem)?.self_signed(&ca_key)?;
+    let issued = issue(&read(&ca_cert_path(dir))?, &read(&ca_key_path(dir))?, id, host)?;
+    let cert_path = node_cert_path(dir, id);
+    write_replacing(&node_key_path(dir, id), &issued.key_pem, 0o600)?;
+    write_replacing(&cert_path, &issued.cert_pem, 0o644)?;
+    Ok(cert_path)
+}
+
+/// A new key and certificate for node `id` at `host`, signed by the CA
+/// (`ca_pem` and its key `ca_key_pem`).
+pub fn issue(ca_pem: &str, ca_key_pem: &str, id: NodeId, host: &str) -> Result<NodeCertificate, TlsError> {
+    let ca_key = KeyPair::from_pem(ca_key_pem)?;
+    let ca = CertificateParams::from_ca_cert_pem(ca_pem)?.self_signed(&ca_key)?;
 
     let host_name = match host.parse::<IpAddr>() {
         Ok(ip) => SanType::IpAddress(ip),
@@ -83,10 +101,7 @@ pub fn issue_node(dir: &Path, id: NodeId, host: &str) -> Result<PathBuf, TlsErro
     set_validity(&mut params, NODE_YEARS);
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca, &ca_key)?;
-    let cert_path = node_cert_path(dir, id);
-    write_replacing(&node_key_path(dir, id), &key.serialize_pem(), 0o600)?;
-    write_replacing(&cert_path, &cert.pem(), 0o644)?;
-    Ok(cert_path)
+    Ok(NodeCertificate { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
 /// From the start of last year (clocks differ between machines) to `years`

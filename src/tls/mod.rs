@@ -39,6 +39,8 @@ pub enum TlsError {
     NoCertificate(PathBuf),
     #[error("{0} holds no private key")]
     NoKey(PathBuf),
+    #[error("{} holds neither node-{node_id}.pem nor the CA's key to issue it: make it with `gameraft certs node --id {node_id}`, or put ca-key.pem there", dir.display())]
+    NoNodeCertificate { dir: PathBuf, node_id: NodeId },
     #[error("{path} is not a certificate for node {expected} (it names {found:?}); make one with `gameraft certs node --id {expected}`")]
     WrongNode { path: PathBuf, expected: NodeId, found: Option<NodeId> },
     #[error("cannot make the certificate: {0}")]
@@ -66,14 +68,24 @@ impl std::fmt::Debug for PeerTls {
 
 impl PeerTls {
     /// Loads the CA and node `node_id`'s key and certificate from `dir`
-    /// (file names in [`certs`]).
-    pub fn load(dir: &Path, node_id: NodeId) -> Result<Self, TlsError> {
+    /// (file names in [`certs`]). Without the node's certificate there, but
+    /// with the CA's key, the node issues itself one for `host` (its
+    /// advertised host), held in memory only.
+    pub fn load(dir: &Path, node_id: NodeId, host: &str) -> Result<Self, TlsError> {
         let ca_path = certs::ca_cert_path(dir);
         let cert_path = certs::node_cert_path(dir, node_id);
         let key_path = certs::node_key_path(dir, node_id);
+        let ca_key_path = certs::ca_key_path(dir);
         let ca_pem = certs::read(&ca_path)?;
-        let cert_pem = certs::read(&cert_path)?;
-        let key_pem = certs::read(&key_path)?;
+        let (cert_pem, key_pem) = if cert_path.exists() {
+            (certs::read(&cert_path)?, certs::read(&key_path)?)
+        } else if ca_key_path.exists() {
+            let issued = certs::issue(&ca_pem, &certs::read(&ca_key_path)?, node_id, host)?;
+            tracing::info!(node_id, host, dir = %dir.display(), "issued this node's peer certificate with the CA's key");
+            (issued.cert_pem, issued.key_pem)
+        } else {
+            return Err(TlsError::NoNodeCertificate { dir: dir.to_path_buf(), node_id });
+        };
 
         let chain = pem_certs(&cert_path, &cert_pem)?;
         let found = chain.first().and_then(|cert| certified_node_id(cert));
@@ -191,11 +203,41 @@ mod tests {
         let der = pem_certs(&cert_path, &pem).expect("parse").remove(0);
         assert_eq!(certified_node_id(&der), Some(7));
 
-        PeerTls::load(dir.path(), 7).expect("node 7 loads its own certificate");
+        PeerTls::load(dir.path(), 7, "127.0.0.1").expect("node 7 loads its own certificate");
         std::fs::copy(&cert_path, certs::node_cert_path(dir.path(), 8)).expect("copy");
         std::fs::copy(certs::node_key_path(dir.path(), 7), certs::node_key_path(dir.path(), 8)).expect("copy");
-        let err = PeerTls::load(dir.path(), 8).expect_err("node 7's certificate is not node 8's");
+        let err = PeerTls::load(dir.path(), 8, "127.0.0.1").expect_err("node 7's certificate is not node 8's");
         assert!(matches!(err, TlsError::WrongNode { expected: 8, found: Some(7), .. }), "{err}");
+    }
+
+    #[test]
+    fn with_the_cas_key_and_no_certificate_a_node_issues_its_own_for_its_id_and_host() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let err = PeerTls::load(dir.path(), 9, "10.0.0.9").expect_err("no CA at all");
+        assert!(matches!(err, TlsError::Io(..)), "{err}");
+        certs::init_ca(dir.path()).expect("CA");
+        PeerTls::load(dir.path(), 9, "10.0.0.9").expect("node 9 issues itself a certificate");
+        assert!(!certs::node_cert_path(dir.path(), 9).exists(), "held in memory, not written");
+
+        let issued = certs::issue(
+            &certs::read(&certs::ca_cert_path(dir.path())).expect("CA"),
+            &certs::read(&certs::ca_key_path(dir.path())).expect("CA key"),
+            9,
+            "10.0.0.9",
+        )
+        .expect("issued");
+        let der = pem_certs(dir.path(), &issued.cert_pem).expect("parse").remove(0);
+        assert_eq!(certified_node_id(&der), Some(9));
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("a certificate");
+        let names = cert.subject_alternative_name().expect("SAN").expect("SAN present");
+        let ip = names.value.general_names.iter().any(
+            |name| matches!(name, x509_parser::extensions::GeneralName::IPAddress(bytes) if *bytes == [10, 0, 0, 9]),
+        );
+        assert!(ip, "the certificate names the host: {:?}", names.value.general_names);
+
+        std::fs::remove_file(certs::ca_key_path(dir.path())).expect("remove the key");
+        let err = PeerTls::load(dir.path(), 9, "10.0.0.9").expect_err("neither certificate nor key");
+        assert!(matches!(err, TlsError::NoNodeCertificate { node_id: 9, .. }), "{err}");
     }
 
     #[test]

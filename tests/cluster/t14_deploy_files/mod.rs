@@ -71,6 +71,7 @@ fn the_files_agree_with_the_image() {
     assert_eq!(task.ports, image.exposed);
     assert!(task.volume_targets().contains(&"/data"));
     assert!(task.var("WORKER_ID").is_none(), "identical tasks: no per-task id");
+    assert!(task.var("GAMERAFT_INSECURE").is_none(), "the tasks run with client tokens and peer TLS");
 
     for service in compose_containers(&[&read("docker-compose.yml")], &image, &BTreeMap::new()) {
         assert_eq!(service.volume_targets(), ["/data"], "{}", service.name);
@@ -190,8 +191,23 @@ async fn ecs_tasks_form_one_cluster(round: usize, max_delay: Duration) -> bool {
         }
     };
     let dns = task.var("GAMERAFT_DISCOVERY_DNS").expect("the task names its discovery name").to_string();
-    let files: Vec<(String, Vec<u8>)> =
+    let mut files: Vec<(String, Vec<u8>)> =
         task.var("GAMERAFT_AUTH_TOKENS_FILE").map(|path| (path.to_string(), tokens_line.into())).into_iter().collect();
+    // The cluster CA and its key, which each task issues its own
+    // certificate with, as the deployment guide makes them.
+    if let Some(tls_dir) = task.var("GAMERAFT_PEER_TLS_DIR") {
+        let ca = tempfile::tempdir().expect("a temporary directory");
+        let made = std::process::Command::new(env!("CARGO_BIN_EXE_gameraft"))
+            .args(["certs", "init", "--dir"])
+            .arg(ca.path())
+            .output()
+            .expect("gameraft certs init runs");
+        assert!(made.status.success(), "certs init: {}", String::from_utf8_lossy(&made.stderr));
+        for file in ["ca.pem", "ca-key.pem"] {
+            let contents = std::fs::read(ca.path().join(file)).expect("a CA file");
+            files.push((format!("{tls_dir}/{file}"), contents));
+        }
+    }
     let started = Arc::clone(&hosts);
     on_namespaces(hosts, async move {
         let files = move |_: &Container| files.clone();
