@@ -31,13 +31,19 @@ async fn formed(test: &str, extra: &[&str]) -> (TestCluster, String, String) {
     (cluster, format!("127.0.0.1:{}", http + 3), format!("127.0.0.1:{}", raft + 3))
 }
 
-/// Writes `tag` under request id `req-<tag>` through any live node until
+/// Writes `tag` under request id `req-<tag>` through any running node until
 /// one answers 200: a retry with the same id is never appended twice.
 async fn write(cluster: &TestCluster, tag: u64) {
+    write_via(cluster, &cluster.ids(), tag).await;
+}
+
+/// [`write`] through the nodes `via` only (not a paused one, whose answer
+/// would never come).
+async fn write_via(cluster: &TestCluster, via: &[u64], tag: u64) {
     let id = format!("req-{tag}");
     wait_for(&format!("write {id} to commit"), Duration::from_secs(30), || async {
-        for node in cluster.nodes.values() {
-            if let Ok(resp) = post_with_id(&node.client, &event(tag), &id).await {
+        for node in via {
+            if let Ok(resp) = post_with_id(cluster.client(*node), &event(tag), &id).await {
                 if resp.status == 200 {
                     return Some(());
                 }
@@ -175,4 +181,67 @@ async fn a_3_voter_cluster_with_a_minimum_of_3_never_reaps_a_dead_voter() {
     assert!(leader_log.contains("unreachable member kept"), "the leader says why it keeps node {victim}");
     assert_eq!(reaps_logged(&cluster, &[1, 2, 3]), 0);
     write(&cluster, 0).await;
+}
+
+/// The risk of reaping: a live node cut off for longer than
+/// `--reap-after-ms` (here paused with SIGSTOP: its kernel still accepts
+/// connections, its process answers nothing) is removed like a dead one.
+/// Resumed, it is outside the cluster and not ready. It comes back with an empty data directory, joining
+/// anew with the same formation flags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_is_reaped_and_comes_back_with_an_empty_data_directory() {
+    let (mut cluster, _, _) = formed("reap_paused", &["--reap-min-voters=2"]).await;
+    write(&cluster, 0).await;
+    let leader = cluster.leader().await;
+    let victim = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    cluster.pause(victim);
+    let members: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != victim).collect();
+    wait_for(&format!("node {victim} to be reaped while paused"), Duration::from_secs(30), || async {
+        for id in &members {
+            let nodes = cluster.client(*id).nodes().await.ok()?;
+            if nodes.nodes.iter().any(|n| n.id == victim) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    write_via(&cluster, &members, 1).await;
+    let term = cluster.client(leader).status().await.expect("GET /status").current_term;
+
+    // The cut lasts a while longer (a fault schedule, not a wait for
+    // anything): the leader's replication to it has ended by then.
+    tokio::time::sleep(REAP_AFTER).await;
+    cluster.resume(victim);
+    wait_for(
+        &format!("node {victim}, resumed outside the cluster, not to be ready"),
+        Duration::from_secs(30),
+        || async {
+            let ready = cluster.client(victim).get("/ready").await.ok()?;
+            (ready.status == 503).then_some(())
+        },
+    )
+    .await;
+    write(&cluster, 2).await;
+    // It stays out, and the members keep their leader and term: its
+    // campaigns, with a shorter log, are refused.
+    for id in &members {
+        let status = cluster.client(*id).status().await.expect("GET /status");
+        let seen = (status.current_leader, status.current_term);
+        assert_eq!(seen, (Some(leader), term), "node {id}: the reaped node disturbed the members");
+    }
+    for id in &members {
+        let nodes = cluster.client(*id).nodes().await.expect("GET /nodes");
+        let ids: Vec<u64> = nodes.nodes.iter().map(|n| n.id).collect();
+        assert_eq!(ids, members, "node {id}'s membership after node {victim} resumed");
+        assert!(nodes.leader.is_some_and(|l| members.contains(&l)), "node {id} follows {:?}", nodes.leader);
+    }
+
+    // Back with an empty data directory: it joins as a new member.
+    let old = cluster.kill(victim).await;
+    cluster.wipe_data(victim);
+    cluster.spawn_forming(victim, &old.http_addr, &old.raft_addr).await;
+    wait_for_members(&cluster, &[1, 2, 3], Duration::from_secs(60)).await;
+    write(&cluster, 3).await;
+    assert_same_log_with(&cluster, 0..4, 3).await;
 }
