@@ -24,16 +24,18 @@ pub struct ReapSettings {
     /// Remove a member (voter or learner) that the leader has not reached
     /// for this long, through the same path as DELETE /nodes/{id}. 0 (the
     /// default) never removes one; otherwise at least 2000. The leader
-    /// probes every other member about once a second (GET /health on its
-    /// Raft port, answered with its node id) and also counts a follower's
-    /// replication advancing as contact; the clock starts again when this
-    /// node becomes leader and at each contact. It removes one member at a
-    /// time, never while another membership change is in progress, never
-    /// if fewer than --reap-min-voters voters would remain, and never
-    /// unless the voters it reached within the last few seconds are a
-    /// majority of both the current and the resulting voters. A live node
-    /// cut off for longer is removed too: it comes back only with an empty
-    /// data directory (docs/operations.md, "Reaping unreachable members").
+    /// probes every other member once a second (GET /health on its Raft
+    /// port, answered within 800 ms with its node id) and also counts a
+    /// follower's matched log index advancing as contact; each clock starts
+    /// again when this node becomes leader and at each contact. The member
+    /// silent longest goes first, one at a time, never while another
+    /// membership change is in progress, never if fewer than
+    /// --reap-min-voters voters would remain, and never unless the voters
+    /// reached within the last 3 s (or this long, if shorter), the leader
+    /// included, are a majority of both the current and the remaining
+    /// voters. Needs --max-members above --reap-min-voters. A live node cut
+    /// off for longer is removed too, and comes back only with an empty data
+    /// directory (docs/operations.md, "Reaping unreachable members").
     #[arg(long, env = "GAMERAFT_REAP_AFTER_MS", default_value_t = defaults::REAP_AFTER_MS)]
     pub reap_after_ms: u64,
 
