@@ -46,6 +46,8 @@
 //! - [`proto`]: the protobuf form of OpenRaft's messages, sent by [`network`] and stored by [`raft_log`].
 //! - [`registry`]: node id to addresses, mirrored from the Raft membership.
 //! - [`failover`]: campaigns at once when the leader's process is gone.
+//! - [`reaper`]: with `--reap-after-ms`, the leader removes members it cannot reach, within
+//!   limits (a minimum of voters, a reachable majority, one at a time).
 //! - [`handoff`]: a stopping leader hands its leadership to a caught-up follower (TimeoutNow).
 //! - [`identity`]: the cluster id and node incarnation every peer RPC carries and is checked
 //!   against, so a wiped node cannot vote as the member it was.
@@ -75,6 +77,7 @@ pub mod node;
 pub mod proposer;
 pub mod proto;
 pub mod raft_log;
+pub mod reaper;
 pub mod registry;
 pub mod state_machine;
 pub mod stop_signals;

@@ -20,6 +20,9 @@
 //! add it, retrying until the cluster answers; with neither it refuses to
 //! start, so a node that lost its data never founds a second cluster.
 //!
+//! With `--reap-after-ms`, the leader removes members it has not reached
+//! for that long (`reaper.rs`), within the limits its rule sets.
+//!
 //! Shutdown (SIGTERM/SIGINT): stop taking HTTP requests and let in-flight
 //! ones finish; if this node leads, hand leadership to a caught-up follower
 //! (`handoff.rs`, bounded; a failure only logs); stop Raft, then stop
@@ -55,6 +58,7 @@ use crate::network::fault::PeerDelay;
 use crate::network::{PeerNetwork, RaftGrpcService};
 use crate::proposer::{BatchLimits, Proposer};
 use crate::raft_log::{FileLogStore, MemLogStore};
+use crate::reaper::{ReapRule, Reaper};
 use crate::registry::NodeRegistry;
 use crate::state_machine::GameStateMachine;
 use crate::tls::{PeerTls, TlsError};
@@ -272,6 +276,17 @@ impl RunningNode {
             tokens,
             formation: formation::Board::default(),
         };
+        if let Some(after) = config.reaping.reap_after() {
+            let reaper = Reaper {
+                raft: raft.clone(),
+                own_id: node_id,
+                rule: ReapRule { after, min_voters: config.reaping.reap_min_voters },
+                forwarder: state.forwarder.clone(),
+                membership_lock: state.membership_lock.clone(),
+                remove_timeout: config.api.join_timeout(),
+            };
+            tokio::spawn(reaper.run());
+        }
 
         // The Raft port serves peers' RPCs and, beside them, the API routes
         // for requests forwarded by followers (`api/forward.rs`).

@@ -102,6 +102,18 @@ impl Forwarder {
         Ok(Self { client: builder.build()?, scheme: if tls.is_some() { "https" } else { "http" } })
     }
 
+    /// The node id a peer's `GET /health` on its Raft port names, if it
+    /// answers within `within`: its gameraft process serves (`reaper.rs`).
+    pub async fn peer_health(&self, raft_addr: &str, within: Duration) -> Option<NodeId> {
+        let url = format!("{}://{raft_addr}/health", self.scheme);
+        let answer = self.client.get(url).timeout(within).send().await.ok()?;
+        if !answer.status().is_success() {
+            return None;
+        }
+        let health: super::status::HealthResponse = answer.json().await.ok()?;
+        Some(health.node_id)
+    }
+
     async fn send(
         &self,
         raft_addr: &str,

@@ -14,6 +14,7 @@
 //! | [`ApiSettings`] | `api.rs` | waits, timeouts and limits of the HTTP API |
 //! | [`BatchSettings`] | `batching.rs` | how the leader batches critical writes |
 //! | [`ExactlyOnceSettings`] | `exactly_once.rs` | the request-id window |
+//! | [`ReapSettings`] | `reaping.rs` | removing members that stay unreachable |
 //! | [`FaultInjection`] | `faults.rs` | hidden flags for the chaos harness |
 //!
 //! [`NodeConfig::validate`] only checks: each group's own rules, then the
@@ -30,6 +31,7 @@ mod faults;
 mod formation;
 mod identity;
 mod raft;
+mod reaping;
 mod storage;
 
 use std::time::Duration;
@@ -44,6 +46,7 @@ pub use faults::FaultInjection;
 pub use formation::FormationSettings;
 pub use identity::IdentitySettings;
 pub use raft::RaftTimings;
+pub use reaping::{ReapSettings, MIN_REAP_AFTER_MS};
 pub use storage::StorageSettings;
 
 use crate::disk::record::MAX_PAYLOAD_LEN;
@@ -81,6 +84,9 @@ pub struct NodeConfig {
     pub auth: AuthSettings,
 
     #[command(flatten)]
+    pub reaping: ReapSettings,
+
+    #[command(flatten)]
     pub faults: FaultInjection,
 }
 
@@ -95,6 +101,17 @@ pub enum ConfigError {
          private network"
     )]
     OpenBeyondLoopback { addr: std::net::SocketAddr, missing: &'static str, exposure: &'static str },
+    #[error(
+        "--reap-after-ms {ms} is shorter than {min_ms}: the leader probes each member once a second, and one \
+         lost probe must not remove a member; use 0 to turn reaping off"
+    )]
+    ReapAfterTooShort { ms: u64, min_ms: u64 },
+    #[error(
+        "--max-members ({max_members}) must be greater than --reap-min-voters ({min_voters}) when \
+         --reap-after-ms is set: a cluster of --reap-min-voters voters keeps a dead voter until its \
+         replacement has joined, which needs room for one more member"
+    )]
+    NoRoomToReplace { max_members: usize, min_voters: usize },
     #[error("--join URL {url:?} is not an http:// or https:// URL")]
     JoinUrl { url: String },
     #[error(
@@ -156,6 +173,8 @@ impl NodeConfig {
         self.api.validate()?;
         self.batching.validate()?;
         self.exactly_once.validate()?;
+        self.reaping.validate()?;
+        self.check_room_to_replace()?;
         self.check_request_id_window()?;
         self.check_size_limits()?;
         self.check_exposure()
@@ -184,6 +203,16 @@ impl NodeConfig {
             Some(addr) => Err(ConfigError::OpenBeyondLoopback { addr, missing, exposure }),
             None => Ok(()),
         }
+    }
+
+    /// With reaping on, a replacement must be able to join while the dead
+    /// voter it replaces is still a member (`reaper.rs`).
+    fn check_room_to_replace(&self) -> Result<(), ConfigError> {
+        let (max_members, min_voters) = (self.api.max_members, self.reaping.reap_min_voters);
+        if self.reaping.reap_after().is_some() && max_members <= min_voters {
+            return Err(ConfigError::NoRoomToReplace { max_members, min_voters });
+        }
+        Ok(())
     }
 
     /// How long after the first attempt a retry with the same id is still

@@ -179,6 +179,8 @@ fn the_flags_env_vars_and_defaults_are_the_documented_ones() {
         ("peers", "GAMERAFT_PEERS", "", false),
         ("raft-addr", "RAFT_ADDR", "0.0.0.0:5000", false),
         ("read-timeout-ms", "GAMERAFT_READ_TIMEOUT_MS", "10000", false),
+        ("reap-after-ms", "GAMERAFT_REAP_AFTER_MS", "0", false),
+        ("reap-min-voters", "GAMERAFT_REAP_MIN_VOTERS", "3", false),
         ("recent-actions", "GAMERAFT_RECENT_ACTIONS", "1024", false),
         ("request-id-window-secs", "GAMERAFT_REQUEST_ID_WINDOW_SECS", "120", false),
         ("snapshot-after-logs", "GAMERAFT_SNAPSHOT_AFTER_LOGS", "5000", false),
@@ -226,6 +228,7 @@ fn each_groups_default_is_its_flags_default() {
     assert_eq!(parsed.exactly_once, ExactlyOnceSettings::default());
     assert_eq!(parsed.faults, FaultInjection::default());
     assert_eq!(parsed.auth, AuthSettings::default());
+    assert_eq!(parsed.reaping, ReapSettings::default());
     assert_eq!(parsed, NodeConfig::default());
     // The defaults listen on every interface: valid once told to run open.
     let mut open = NodeConfig::default();
@@ -302,6 +305,7 @@ fn every_count_limit_and_wait_that_must_not_be_0_is_named_when_it_is() {
         "--write-batch-max-bytes",
         "--write-batches-in-flight",
         "--request-id-window-secs",
+        "--reap-min-voters",
     ] {
         let err = parse(&[flag, "0"]).validate().expect_err(flag);
         assert!(matches!(err, ConfigError::Zero(name) if name == flag), "{flag}: {err:?}");
@@ -359,4 +363,24 @@ fn formation_needs_peers_and_an_expected_size_and_excludes_bootstrap_and_join() 
         let err = parse(&args).validate().expect_err("--bootstrap-expect with --bootstrap or --join");
         assert!(matches!(err, ConfigError::FormationAndBootstrapOrJoin), "{other:?}: {err}");
     }
+}
+
+#[test]
+fn reaping_is_off_by_default_and_at_least_two_probes_long_when_on() {
+    let config = parse(&[]);
+    assert_eq!(config.reaping.reap_after(), None, "off unless asked for");
+    assert_eq!(config.reaping.reap_min_voters, 3);
+    let on = parse(&["--reap-after-ms", "30000", "--reap-min-voters", "2"]);
+    on.validate().expect("30 s, at least 2 voters");
+    assert_eq!(on.reaping.reap_after(), Some(Duration::from_secs(30)));
+    assert_eq!(on.reaping.reap_min_voters, 2);
+    parse(&["--reap-after-ms", "2000"]).validate().expect("the shortest allowed");
+    let err = parse(&["--reap-after-ms", "1999"]).validate().expect_err("one probe long");
+    assert!(matches!(err, ConfigError::ReapAfterTooShort { ms: 1999, min_ms: 2000 }), "{err:?}");
+    assert!(err.to_string().contains("--reap-after-ms"), "{err}");
+    // A replacement joins before the dead voter goes: one member more.
+    parse(&["--reap-after-ms", "2000", "--max-members", "4"]).validate().expect("room for a replacement");
+    let err = parse(&["--reap-after-ms", "2000", "--max-members", "3"]).validate().expect_err("no room");
+    assert!(matches!(err, ConfigError::NoRoomToReplace { max_members: 3, min_voters: 3 }), "{err:?}");
+    parse(&["--max-members", "3"]).validate().expect("reaping off: no rule");
 }

@@ -29,13 +29,18 @@ enum Start {
 /// for Raft, for nodes whose addresses must be known before they start.
 /// Below Linux's ephemeral range (32768 and up), where the other tests'
 /// port-0 listeners and outgoing connections take their ports.
+/// Tests of this process running at once get disjoint ranges: each call
+/// starts past the ranges handed out before.
 pub fn free_bases(n: u16) -> (u16, u16) {
-    let start = 20_000 + (std::process::id() % 1_000) as u16 * 2 * n;
+    static HANDED_OUT: std::sync::Mutex<u16> = std::sync::Mutex::new(0);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let start = (20_000 + (std::process::id() % 1_000) as u16 * 2 * n).max(*handed_out);
     let free = |base: u16| (base..base + n).all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
     let mut base = start;
     while !(free(base) && free(base + n)) {
         base += 2 * n;
     }
+    *handed_out = base + 2 * n;
     (base, base + n)
 }
 

@@ -20,6 +20,7 @@ mod t58_stranded_writes;
 mod t60_crash_restart;
 mod t62_snapshot_install_crash;
 mod t63_moved_node;
+mod t64_reap;
 mod t65_data_dir_refusals;
 mod t70_disk_faults;
 mod t80_exactly_once;
