@@ -72,6 +72,12 @@ impl Refusal {
     }
 }
 
+/// A random node id that JavaScript clients can still hold exactly (< 2^53).
+pub fn new_node_id() -> NodeId {
+    use rand::Rng;
+    rand::thread_rng().gen_range(1..(1u64 << 53))
+}
+
 /// This node's identity, shared by the peer client and server.
 #[derive(Debug)]
 pub struct NodeIdentity {

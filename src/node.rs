@@ -296,6 +296,7 @@ impl RunningNode {
             membership_lock: Arc::default(),
             tokens,
             formation: formation::Board::default(),
+            backups: api::BackupSlots::default(),
         };
 
         // The Raft port serves peers' RPCs and, beside them, the API routes
@@ -654,10 +655,8 @@ fn advertised(bound: SocketAddr, detected: &advertise::Advertised) -> String {
     }
 }
 
-/// A random id that JavaScript clients can still hold exactly (< 2^53).
 fn generate_node_id() -> NodeId {
-    use rand::Rng;
-    rand::thread_rng().gen_range(1..(1u64 << 53))
+    crate::identity::new_node_id()
 }
 
 #[cfg(test)]
