@@ -16,6 +16,13 @@
 //!   term than any entry it holds (OpenRaft's leader needs one at least as
 //!   high as its last log id's).
 //!
+//! The records still hold the old cluster's membership entries; the
+//! snapshot's membership (in `snapshot.json`) is the one that counts. Until
+//! the node's first membership change is applied (the address update
+//! below), a start that finds the event index damaged and replays the
+//! whole file would take the old membership from the records: restore
+//! again from the backup in that case.
+//!
 //! `gameraft serve --data-dir D` then resumes as a node with state whose
 //! addresses moved: it elects itself (the only voter), and puts its real
 //! addresses in the membership, as any moved node does (`node.rs`). Other
