@@ -59,7 +59,11 @@ pub async fn download(source: &Source, file: &Path) -> Result<Downloaded, Backup
     let tmp = tmp_path(file);
     let written = async {
         let mut out = tokio::fs::File::create(&tmp).await.map_err(|e| BackupError::file("create", &tmp, e))?;
-        while let Some(chunk) = response.chunk().await.map_err(http_error)? {
+        let cut = |e: reqwest::Error| BackupError::Http {
+            url: url.clone(),
+            reason: format!("the answer was cut short: {}", error_chain(&e)),
+        };
+        while let Some(chunk) = response.chunk().await.map_err(cut)? {
             out.write_all(&chunk).await.map_err(|e| BackupError::file("write", &tmp, e))?;
         }
         out.sync_all().await.map_err(|e| BackupError::file("fsync", &tmp, e))?;

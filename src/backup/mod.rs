@@ -29,7 +29,7 @@ pub use restore::{restore, Restored};
 /// what went wrong and where.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("cannot reach {url}: {reason}")]
+    #[error("request to {url} failed: {reason}")]
     Http { url: String, reason: String },
     #[error("{url} answered {status}: {message}")]
     Refused { url: String, status: u16, message: String },
