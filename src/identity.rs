@@ -72,6 +72,12 @@ impl Refusal {
     }
 }
 
+/// A random node id that JavaScript clients can still hold exactly (< 2^53).
+pub fn new_node_id() -> NodeId {
+    use rand::Rng;
+    rand::thread_rng().gen_range(1..(1u64 << 53))
+}
+
 /// This node's identity, shared by the peer client and server.
 #[derive(Debug)]
 pub struct NodeIdentity {
@@ -228,6 +234,14 @@ fn header<'a>(metadata: &'a MetadataMap, key: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn new_node_ids_fit_in_a_javascript_number() {
+        for _ in 0..1000 {
+            let id = super::new_node_id();
+            assert!((1..(1u64 << 53)).contains(&id));
+        }
+    }
+
     use super::*;
 
     fn rpc(from: &NodeIdentity, to: &NodeIdentity) -> MetadataMap {

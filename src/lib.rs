@@ -55,10 +55,13 @@
 //! - [`config`]: every flag, its default and validation; [`cluster`]: `gameraft cluster`;
 //!   [`stop_signals`]: the signals that stop `serve` and `cluster`, listened for from the start.
 //! - [`client`]: a typed HTTP client for one node.
+//! - [`backup`]: `gameraft backup` (a consistent copy of the events, served by `GET /backup`)
+//!   and `gameraft restore` (a new cluster's first node from one).
 
 pub mod advertise;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod client;
 pub mod cluster;
 pub mod config;

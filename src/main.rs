@@ -1,6 +1,7 @@
 //! The `gameraft` binary: `serve` runs one node, `cluster` runs a local
-//! cluster of them; `token` and `certs` make their credentials; `probe` is
-//! the container health check.
+//! cluster of them; `token` and `certs` make their credentials; `backup`
+//! and `restore` copy a cluster's events out and start a new cluster from
+//! them; `probe` is the container health check.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use gameraft::auth::{self, Role};
+use gameraft::backup;
 use gameraft::cluster::{self, ClusterConfig};
 use gameraft::config::NodeConfig;
 use gameraft::launcher::Listening;
@@ -22,6 +24,10 @@ use tracing_subscriber::EnvFilter;
 // per-thread free lists make the many small allocations of a request cheap.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The client token `gameraft backup` presents (the name `gameraft cluster`
+/// prints in its hints).
+const TOKEN_ENV: &str = "GAMERAFT_TOKEN";
 
 #[derive(Parser)]
 #[command(name = "gameraft", version, about = "Raft-replicated game event log for game-server workers")]
@@ -44,6 +50,32 @@ enum Commands {
     /// The cluster CA and node certificates for --peer-tls-dir.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Copy a consistent backup of the cluster's events from the node at
+    /// URL into FILE (written to FILE.tmp, checked, then renamed). For a
+    /// node that checks tokens, an admin token in GAMERAFT_TOKEN.
+    Backup {
+        /// The node to take it from, e.g. http://10.0.0.5:8080 (any member:
+        /// a follower's backup is consistent at its own applied point).
+        #[arg(long = "from")]
+        url: String,
+        file: PathBuf,
+        /// A CA certificate (PEM) to trust for an https:// URL, such as the
+        /// cluster CA (ca.pem).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+    /// Make a new data directory from a backup: the first node of a new
+    /// cluster (new cluster id) holding every event of FILE. Start it with
+    /// `gameraft serve --data-dir D` (no --bootstrap), then join others to it.
+    Restore {
+        file: PathBuf,
+        /// The new node's data directory; refused unless absent or empty.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The new node's id (random if absent).
+        #[arg(long)]
+        id: Option<NodeId>,
+    },
     /// GET URL; exit 0 on a 2xx answer, 1 otherwise (no answer within the
     /// timeout included). The container images' health check: `gameraft
     /// probe http://127.0.0.1:8080/ready`, as they have no curl. Plain HTTP
@@ -127,8 +159,44 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", cert.display());
             Ok(())
         }
+        Commands::Backup { url, file, ca_file } => {
+            let token = std::env::var(TOKEN_ENV).ok().filter(|token| !token.is_empty());
+            let source = backup::Source { url, token, ca_file };
+            // One line: the error's message already names its cause.
+            let done = backup::download(&source, &file).await.unwrap_or_else(|e| fail("backup", &e));
+            println!(
+                "{}: {} events up to log index {} ({} bytes, from node {}, {:.1}s)",
+                file.display(),
+                done.header.event_count,
+                done.header.last_log_id.index,
+                done.bytes,
+                done.header.node_id,
+                done.took.as_secs_f64()
+            );
+            Ok(())
+        }
+        Commands::Restore { file, data_dir, id } => {
+            let done = backup::restore(&file, &data_dir, id).unwrap_or_else(|e| fail("restore", &e));
+            println!(
+                "{}: node {} of new cluster {}, {} events up to log index {}; start it with `gameraft serve --data-dir {}`, then join other nodes to it",
+                data_dir.display(),
+                done.node_id,
+                done.cluster_id,
+                done.header.event_count,
+                done.header.last_log_id.index,
+                data_dir.display()
+            );
+            Ok(())
+        }
         Commands::Probe { url, timeout_ms } => probe(&url, Duration::from_millis(timeout_ms)).await,
     }
+}
+
+/// Ends the process after a failed `command`: one line on stderr (the
+/// error's message names its cause), exit status 1.
+fn fail(command: &str, err: &dyn std::fmt::Display) -> ! {
+    eprintln!("gameraft {command} failed: {err}");
+    std::process::exit(1)
 }
 
 async fn probe(url: &str, timeout: Duration) -> anyhow::Result<()> {

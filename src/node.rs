@@ -52,7 +52,7 @@ use crate::ephemeral::EphemeralStore;
 use crate::failover;
 use crate::formation;
 use crate::handoff::{Handoff, HandoffLimits, LeadershipClock};
-use crate::identity::NodeIdentity;
+use crate::identity::{new_node_id, NodeIdentity};
 use crate::membership::{self, JoinRequest};
 use crate::network::fault::PeerDelay;
 use crate::network::{PeerNetwork, RaftGrpcService};
@@ -177,11 +177,11 @@ impl RunningNode {
         // node's must stop us before we bind anything.
         let data_dir = match config.storage.in_memory {
             true => None,
-            false => Some(Arc::new(DataDir::open(&config.storage.data_dir, config.identity.id, generate_node_id)?)),
+            false => Some(Arc::new(DataDir::open(&config.storage.data_dir, config.identity.id, new_node_id)?)),
         };
         let (identity, has_state) = match &data_dir {
             Some(dir) => (NodeIdentity::durable(dir.clone()), dir.has_raft_state()),
-            None => (NodeIdentity::in_memory(config.identity.id.unwrap_or_else(generate_node_id)), false),
+            None => (NodeIdentity::in_memory(config.identity.id.unwrap_or_else(new_node_id)), false),
         };
         let identity = Arc::new(identity);
         let node_id = identity.node_id();
@@ -275,6 +275,7 @@ impl RunningNode {
             membership_lock: Arc::default(),
             tokens,
             formation: formation::Board::default(),
+            backups: api::BackupSlots::default(),
         };
         if let Some(after) = config.reaping.reap_after() {
             let reaper = Reaper {
@@ -680,23 +681,4 @@ async fn advertised_addr(
         incarnation: identity.incarnation().to_string(),
     };
     Ok((addr, advertise::advertised_host(raft_addr, &detected)))
-}
-
-/// A random id that JavaScript clients can still hold exactly (< 2^53).
-fn generate_node_id() -> NodeId {
-    use rand::Rng;
-    rand::thread_rng().gen_range(1..(1u64 << 53))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_ids_fit_in_a_javascript_number() {
-        for _ in 0..1000 {
-            let id = generate_node_id();
-            assert!((1..(1u64 << 53)).contains(&id));
-        }
-    }
 }

@@ -2,8 +2,10 @@
 //!
 //! `GET /health` and `GET /ready` are open (load balancers probe them), and
 //! so is `GET /openapi.json` (the API's description, which holds no data);
-//! other reads need `read`; `POST /events` needs `write`; everything else
-//! (membership changes, and any other method or path) needs `admin`. A
+//! other reads need `read`, except `GET /backup` (a copy of every event,
+//! and the membership), which needs `admin`; `POST /events` needs `write`;
+//! everything else (membership changes, and any other method or path)
+//! needs `admin`. A
 //! follower checks the token too, and forwards it: the leader checks the
 //! same token against its own tokens file.
 
@@ -21,6 +23,7 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     match (method, path) {
         (_, "/health" | "/ready" | "/openapi.json") => None,
         (&Method::POST, "/events") => Some(Role::Write),
+        (_, "/backup") => Some(Role::Admin),
         (&Method::GET | &Method::HEAD, _) => Some(Role::Read),
         _ => Some(Role::Admin),
     }

@@ -7,6 +7,7 @@
 //! relays it to the leader.
 
 pub(crate) mod authorize;
+mod backup;
 mod cluster;
 mod error;
 mod events;
@@ -29,6 +30,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use backup::BackupSlots;
 pub use cluster::{JoinResponse, NodeInfo, NodesResponse};
 pub use error::{ApiError, ErrorCode, LeaderHint};
 pub use events::{EventsPage, EventsResponse, PostEventRequest, PostEventResponse, MAX_PAGE_LIMIT};
@@ -69,6 +71,8 @@ pub struct AppState {
     /// The founders this node settled on while forming a cluster
     /// (`crate::formation`), for `GET /formation`.
     pub formation: crate::formation::Board,
+    /// The backups being served (`backup.rs`): one at a time.
+    pub backups: BackupSlots,
 }
 
 /// Every route, each registered with its handler's OpenAPI documentation
@@ -85,6 +89,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cluster::list_nodes, cluster::join))
         .routes(routes!(cluster::remove))
         .routes(routes!(formation::formation))
+        .routes(routes!(backup::backup))
         .routes(routes!(openapi::serve))
 }
 

@@ -469,6 +469,7 @@ async fn the_log_lists_events_with_position_log_index_and_request_id() {
 }
 
 mod auth;
+mod backup;
 mod batching;
 mod hostile;
 mod openapi;

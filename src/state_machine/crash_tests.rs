@@ -438,3 +438,47 @@ async fn a_build_waiting_on_an_install_snapshots_the_installed_generation() {
     let built = build.await.unwrap().expect("a build beside an install must not fail");
     assert_eq!(built.meta.last_log_id, follower.snapshot.meta.last_log_id, "the build snapshots the installed state");
 }
+
+/// What a backup reads ([`super::EventList::freeze`]): the prefix applied
+/// at one moment, unchanged by later applies and by an install that
+/// replaces (and deletes) its generation while it is being read.
+#[tokio::test]
+async fn frozen_events_read_the_same_prefix_after_applies_and_an_install_replace_their_generation() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let read_all = |frozen: &super::FrozenEvents| {
+        let mut bytes = Vec::new();
+        loop {
+            let chunk = frozen.read_at(bytes.len() as u64, 7).unwrap();
+            if chunk.is_empty() {
+                return bytes;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+    };
+    let receiver_dir = tempfile::tempdir().unwrap();
+    let mut receiver = GameStateMachine::open(receiver_dir.path()).unwrap();
+    receiver.apply((0..5).map(entry)).await.unwrap();
+    let frozen = receiver.event_list().freeze();
+    assert_eq!((frozen.state().event_count, frozen.state().last_applied), (3, Some(log_id(4))));
+    let before = read_all(&frozen);
+    assert_eq!(before.len() as u64, frozen.state().dat_len);
+    assert_eq!(before, std::fs::read(dat_path(receiver_dir.path())).unwrap());
+
+    receiver.apply((5..9).map(entry)).await.unwrap();
+    assert_eq!(read_all(&frozen), before, "later applies are not in the frozen prefix");
+
+    let sender_dir = tempfile::tempdir().unwrap();
+    let mut sender = GameStateMachine::open(sender_dir.path()).unwrap();
+    sender.apply((0..=last_entry()).map(entry)).await.unwrap();
+    let built = sender.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let mut snapshot = sender.get_current_snapshot().await.unwrap().expect("current snapshot");
+    let mut bytes = Vec::new();
+    snapshot.snapshot.read_to_end(&mut bytes).await.unwrap();
+    let mut incoming = receiver.begin_receiving_snapshot().await.unwrap();
+    incoming.write_all(&bytes).await.unwrap();
+    incoming.shutdown().await.unwrap();
+    receiver.install_snapshot(&built.meta, incoming).await.unwrap();
+    assert!(!dat_path(receiver_dir.path()).exists(), "the install deleted the frozen generation's directory");
+    assert_eq!(read_all(&frozen), before, "the frozen prefix reads on from its open file");
+}

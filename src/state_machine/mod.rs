@@ -34,6 +34,8 @@ mod request_ids;
 mod state_dir;
 mod writeback;
 
+pub use self::state_dir::install_restored;
+
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -110,6 +112,43 @@ impl EventList {
             (live.generation.clone(), live.state.event_count)
         };
         generation.read_events(from, limit, count, max_bytes)
+    }
+}
+
+impl EventList {
+    /// The events applied at this moment, held for reading: the live
+    /// generation and how far it was applied, taken together under the
+    /// lock (as a snapshot build takes them), then read without it. The
+    /// event file is append-only and an installed snapshot replaces the
+    /// generation without touching its open file, so the prefix read
+    /// through this never changes, however long the reading takes.
+    pub fn freeze(&self) -> FrozenEvents {
+        let live = read(&self.live);
+        FrozenEvents { generation: live.generation.clone(), state: live.state.clone() }
+    }
+}
+
+/// The first [`AppliedState::dat_len`] bytes of an event file and the
+/// state they hold ([`EventList::freeze`]): exactly the records applied up
+/// to `state().last_applied`.
+#[derive(Debug, Clone)]
+pub struct FrozenEvents {
+    generation: Arc<Generation>,
+    state: AppliedState,
+}
+
+impl FrozenEvents {
+    pub fn state(&self) -> &AppliedState {
+        &self.state
+    }
+
+    /// Up to `max` bytes of the prefix from `offset` (none at its end).
+    /// Blocks on the disk: call it from a blocking thread.
+    pub fn read_at(&self, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+        let left = self.state.dat_len.saturating_sub(offset);
+        let mut buf = vec![0; usize::try_from(left).unwrap_or(usize::MAX).min(max)];
+        self.generation.dat.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
     }
 }
 

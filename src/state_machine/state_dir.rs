@@ -151,6 +151,29 @@ impl StateDir {
     }
 }
 
+/// Makes `dir`, a state directory that does not exist yet, hold a
+/// snapshot for `meta` as if it had been received and installed: `write_dat`
+/// writes its event file, which is then validated, indexed and published
+/// as the live generation, by the same steps as an install. Returns the
+/// state it holds. `gameraft restore` builds a new cluster's first node
+/// this way.
+pub fn install_restored(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    write_dat: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<SnapshotRecord> {
+    if dir.exists() {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} already exists", dir.display())));
+    }
+    let (mut state_dir, _empty) = StateDir::open(dir).map_err(io::Error::other)?;
+    let dat_path = state_dir.new_incoming()?;
+    write_dat(&dat_path)?;
+    let prepared = state_dir.prepare(&dat_path, meta)?;
+    let (_generation, record) = state_dir.publish(prepared)?;
+    sync_dir(dir)?;
+    Ok(record)
+}
+
 fn generation_name(generation: u64) -> String {
     format!("{GEN_PREFIX}{generation:06}")
 }

@@ -22,6 +22,7 @@ mod t62_snapshot_install_crash;
 mod t63_moved_node;
 mod t64_reap;
 mod t65_data_dir_refusals;
+mod t66_backup_restore;
 mod t70_disk_faults;
 mod t80_exactly_once;
 mod t85_batching;

@@ -29,6 +29,7 @@ fn endpoints() -> Vec<(&'static str, &'static str, Option<Value>)> {
             Some(serde_json::json!({ "id": 1, "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:2" })),
         ),
         ("DELETE", "/nodes/7", None),
+        ("GET", "/backup", None),
         ("GET", "/no-such-endpoint", None),
     ]
 }
@@ -104,6 +105,8 @@ async fn every_endpoint_answers_401_without_a_known_token_403_below_its_role_and
     assert_eq!(role("POST", "/events"), Some(Role::Write));
     assert_eq!(role("POST", "/nodes"), Some(Role::Admin));
     assert_eq!(role("DELETE", "/nodes/3"), Some(Role::Admin));
+    assert_eq!(role("GET", "/backup"), Some(Role::Admin));
+    assert_eq!(role("HEAD", "/backup"), Some(Role::Admin));
     assert_eq!(role("GET", "/ready"), None);
     // Writes by the write and admin tokens committed; nothing else did.
     assert_eq!(node.state.events.len(), 2);
