@@ -1,7 +1,7 @@
 //! Which node is where: `NodeId -> PeerAddr`, shared by every task of a node.
 //!
 //! The registry mirrors the Raft membership (where addresses travel in the
-//! log), so a node learns every peer without outside configuration; `node.rs`
+//! log), so a node learns every peer without outside configuration; `node/`
 //! refreshes it whenever OpenRaft's metrics report a new membership.
 
 use std::collections::BTreeMap;

@@ -25,7 +25,7 @@
 //!
 //! `gameraft serve --data-dir D` then resumes as a node with state whose
 //! addresses moved: it elects itself (the only voter), and puts its real
-//! addresses in the membership, as any moved node does (`node.rs`). Other
+//! addresses in the membership, as any moved node does (`node/entry.rs`). Other
 //! nodes join it as usual and receive the events as a snapshot.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -254,7 +254,7 @@ async fn a_snapshot_that_does_not_match_its_meta_is_refused() {
 /// queued to the state machine's task, and the log is purged up to the
 /// snapshot right after, without waiting for it. Entries `0..held` are in
 /// both the follower's log and its state machine; the snapshot covers
-/// `0..=last_entry()`. The stores are wired as `node.rs` wires them.
+/// `0..=last_entry()`. The stores are wired as `node/` wires them.
 struct Follower {
     _dir: tempfile::TempDir,
     log_dir: PathBuf,
@@ -264,7 +264,7 @@ struct Follower {
     snapshot: openraft::storage::Snapshot<crate::types::TypeConfig>,
 }
 
-/// Opens both stores of a node as `node.rs` does: the log's purges bounded
+/// Opens both stores of a node as `node/` does: the log's purges bounded
 /// by the state machine, and refused if already past it.
 async fn open_node_stores(log_dir: &Path, state_dir: &Path) -> Result<(FileLogStore, GameStateMachine), DataDirError> {
     let sm = GameStateMachine::open(state_dir)?;

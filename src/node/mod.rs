@@ -9,16 +9,10 @@
 //!            └───────────────────────────────────┘
 //! ```
 //!
-//! Start-up: a node whose data directory holds Raft state resumes, whatever
-//! its flags say; if it now advertises other addresses than its stored
-//! membership records for it (it moved: a new IP, new ports), it asks the
-//! leader, through the members it knows, to rewrite them (`membership`),
-//! and holds its campaigns meanwhile, for a bound. The advertised host is
-//! found by `advertise`. A node with no state founds a one-node cluster with itself
-//! as the only voter only when told to (`--bootstrap`); with `--join URL` it
-//! asks that member (any member: the request is forwarded to the leader) to
-//! add it, retrying until the cluster answers; with neither it refuses to
-//! start, so a node that lost its data never founds a second cluster.
+//! Start-up: the listeners and the addresses the node advertises
+//! (`addresses.rs`, which must come before its certificate and Raft),
+//! then Raft on the opened stores, then the servers, then entering the
+//! cluster: resuming, moving, joining, forming or founding (`entry.rs`).
 //!
 //! With `--reap-after-ms`, the leader removes members it has not reached
 //! for that long (`reaper.rs`), within the limits its rule sets.
@@ -32,18 +26,20 @@
 //! unless `--in-memory`, where a restarted node is a new, empty node that
 //! must join again (the leader then replaces its old membership).
 
+mod addresses;
+mod entry;
+
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::advertise;
+use self::addresses::{advertised_addr, bind, local_addr};
 use crate::api::{self, AppState, Forwarder};
 use crate::auth::{self, TokenFileError, TokenStore};
 use crate::config::{ConfigError, NodeConfig};
@@ -53,7 +49,6 @@ use crate::failover;
 use crate::formation;
 use crate::handoff::{Handoff, HandoffLimits, LeadershipClock};
 use crate::identity::{new_node_id, NodeIdentity};
-use crate::membership::{self, JoinRequest};
 use crate::network::fault::PeerDelay;
 use crate::network::{PeerNetwork, RaftGrpcService};
 use crate::proposer::{BatchLimits, Proposer};
@@ -334,106 +329,18 @@ impl RunningNode {
             None => tracing::info!(node_id, %addr, "listening; in memory only: nothing survives this process"),
         }
 
-        // What a request to the cluster about this node carries, whichever
-        // branch below sends one.
-        let join_request = |fresh| JoinRequest {
-            id: node_id,
-            raft_addr: addr.raft_addr.clone(),
-            http_addr: addr.http_addr.clone(),
-            incarnation: addr.incarnation.clone(),
-            fresh,
-        };
-        let token = config.auth.join_token.clone();
-        let ca_pem = peer_tls.as_ref().map(|tls| tls.ca_pem().to_string());
-        let join_timeout = config.api.join_timeout();
-        let scheme = config.auth.http_scheme();
-        let join_task = if raft.is_initialized().await.map_err(|e| NodeError::Raft(Box::new(e)))? {
-            if identity.cluster_id().is_none() {
-                let path = data_dir.as_ref().map(|dir| dir.path().to_path_buf()).unwrap_or_default();
-                return Err(NodeError::NoClusterId { path });
-            }
-            tracing::info!(node_id, "resuming with existing raft state");
-            match stored.get_node(&node_id) {
-                Some(old) if old.raft_addr != addr.raft_addr || old.http_addr != addr.http_addr => {
-                    tracing::info!(node_id, from = %old, to = %addr, "this node moved: asking the leader to update its addresses");
-                    // Its peers still dial the old addresses, so it hears no
-                    // leader: a campaign now would only raise the term and
-                    // depose the leader once the update lets them meet.
-                    // Held for a bound, in case no leader can be reached;
-                    // not at all when no other voter could lead.
-                    if stored.voter_ids().any(|id| id != node_id) {
-                        let hold = Duration::from_millis(
-                            config.raft.election_timeout_max_ms.saturating_mul(ELECTION_HOLD_TIMEOUTS),
-                        );
-                        hold_elections(raft.clone(), hold);
-                    }
-                    // Every member it knows, itself (at its new address) last:
-                    // if it is the leader, it applies the update itself.
-                    let urls = config
-                        .identity
-                        .join
-                        .iter()
-                        .cloned()
-                        .chain(
-                            stored
-                                .nodes()
-                                .filter(|(id, _)| **id != node_id)
-                                .map(|(_, peer)| format!("{scheme}://{}", peer.http_addr)),
-                        )
-                        .chain([format!("{scheme}://{}", addr.http_addr)])
-                        .collect();
-                    let request = join_request(false);
-                    let raft = raft.clone();
-                    Some(tokio::spawn(async move {
-                        let label = "the cluster updated this node's addresses";
-                        post_join(label, urls, request, token, ca_pem, join_timeout).await?;
-                        // Heard from through the new addresses: campaigns are safe again.
-                        raft.runtime_config().elect(true);
-                        Ok(())
-                    }))
-                }
-                _ => None,
-            }
-        } else if config.identity.join.is_some() || config.formation.enabled() {
-            let request = join_request(true);
-            let task = match config.identity.join.clone() {
-                Some(url) => {
-                    tokio::spawn(post_join("joined the cluster", vec![url], request, token, ca_pem, join_timeout))
-                }
-                None => {
-                    let formation = formation::Formation {
-                        settings: config.formation.clone(),
-                        me: formation::Founder::new(node_id, &addr),
-                        http_port: http_addr.port(),
-                        scheme,
-                        token: token.clone(),
-                        trusted_ca_pem: ca_pem.clone(),
-                        board: state.formation.clone(),
-                        identity: identity.clone(),
-                        raft: raft.clone(),
-                    };
-                    tokio::spawn(async move {
-                        match formation.run().await? {
-                            formation::Formed::Founded => Ok(()),
-                            formation::Formed::JoinThrough(url) => {
-                                post_join("joined the cluster", vec![url], request, token, ca_pem, join_timeout).await
-                            }
-                        }
-                    })
-                }
-            };
-            Some(task)
-        } else if !config.identity.bootstrap {
-            // A directory with an empty Raft log: a join that never got far.
-            return Err(NodeError::NothingToStart { node_id });
-        } else {
-            let cluster_id = identity.found_cluster()?;
-            tracing::info!(node_id, %cluster_id, "--bootstrap and no state: founding a new one-node cluster");
-            raft.initialize(membership::bootstrap_members(node_id, addr))
-                .await
-                .map_err(|e| NodeError::Bootstrap(Box::new(e)))?;
-            None
-        };
+        let join_task = entry::enter_cluster(entry::Entry {
+            config: &config,
+            raft: &raft,
+            identity: &identity,
+            data_dir: data_dir.as_deref(),
+            stored: &stored,
+            addr: &addr,
+            http_port: http_addr.port(),
+            trusted_ca_pem: peer_tls.as_ref().map(|tls| tls.ca_pem().to_string()),
+            board: state.formation.clone(),
+        })
+        .await?;
 
         Ok(Self {
             state,
@@ -555,80 +462,6 @@ async fn mirror_membership(raft: Raft, registry: NodeRegistry) {
     }
 }
 
-/// How many of the longest election timeouts a moved node holds its
-/// campaigns while it asks the leader to update its addresses.
-const ELECTION_HOLD_TIMEOUTS: u64 = 3;
-
-/// Disables this node's elections, and enables them again after `hold`
-/// (or earlier, by whoever disabled them).
-fn hold_elections(raft: Raft, hold: Duration) {
-    raft.runtime_config().elect(false);
-    tokio::spawn(async move {
-        tokio::time::sleep(hold).await;
-        raft.runtime_config().elect(true);
-    });
-}
-
-/// Sends `request` as `POST /nodes` to the members at `urls`, one after
-/// the other, retrying while the cluster is unreachable or busy; gives up
-/// only when the cluster refuses (4xx). A join, or a member's address
-/// update; `done` is the log line for the cluster's yes.
-async fn post_join(
-    done: &'static str,
-    urls: Vec<String>,
-    request: JoinRequest,
-    token: Option<String>,
-    trusted_ca_pem: Option<String>,
-    timeout: Duration,
-) -> Result<(), NodeError> {
-    let mut client = reqwest::Client::builder().timeout(timeout + Duration::from_secs(10));
-    // An https:// member is trusted if its certificate is from the cluster CA.
-    if let Some(pem) = trusted_ca_pem {
-        client = client.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
-    }
-    let client = client.build()?;
-    let mut delay = Duration::from_millis(200);
-    // Every retry carries the same incarnation: the leader replaces an old
-    // member of this id once, and a retry goes on from where it was.
-    for url in urls.iter().cycle() {
-        let endpoint = format!("{}/nodes", url.trim_end_matches('/'));
-        let mut post = client.post(&endpoint).json(&request);
-        if let Some(token) = &token {
-            post = post.bearer_auth(token);
-        }
-        match post.send().await {
-            Ok(resp) if resp.status().is_success() => {
-                let body = resp.text().await.unwrap_or_default();
-                tracing::info!(node_id = request.id, %url, %body, "{done}");
-                return Ok(());
-            }
-            Ok(resp) if resp.status().is_client_error() => {
-                let status = resp.status().as_u16();
-                let body = resp.text().await.unwrap_or_default();
-                return Err(NodeError::JoinRefused { url: url.clone(), status, body });
-            }
-            Ok(resp) => {
-                let status = resp.status();
-                let body = resp.text().await.unwrap_or_default();
-                tracing::warn!(%url, %status, %body, "not accepted yet; retrying");
-            }
-            Err(err) => tracing::warn!(%url, %err, "cannot reach the cluster; retrying"),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
-    // `urls` is never empty; an empty list has no one to ask.
-    Err(NodeError::NoMemberToAsk)
-}
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
-    TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr, source })
-}
-
-fn local_addr(listener: &TcpListener, requested: SocketAddr) -> Result<SocketAddr, NodeError> {
-    listener.local_addr().map_err(|source| NodeError::Bind { addr: requested, source })
-}
-
 /// A node's stores, opened, before Raft takes them.
 enum Stores {
     Durable(GameStateMachine, FileLogStore),
@@ -641,44 +474,4 @@ impl Stores {
         let (Self::Durable(state_machine, _) | Self::Memory(state_machine, _)) = self;
         state_machine.applied().membership.membership().nodes().map(|(id, addr)| (*id, addr.clone())).collect()
     }
-}
-
-/// The addresses this node advertises, and the host of its Raft address
-/// (the one its peers dial, which its certificate must name). The peers it
-/// routes to are the --join URL's host, the formation's peers (or its DNS
-/// name) and, for a node with state, the members it has applied.
-async fn advertised_addr(
-    config: &NodeConfig,
-    identity: &NodeIdentity,
-    members: BTreeMap<NodeId, PeerAddr>,
-    http_addr: SocketAddr,
-    raft_addr: SocketAddr,
-) -> Result<(PeerAddr, String), NodeError> {
-    let node_id = identity.node_id();
-    let discovery_name = config.formation.discovery_dns.as_ref().map(|name| format!("{name}:{}", http_addr.port()));
-    let route_peers: Vec<String> = config
-        .identity
-        .join
-        .iter()
-        .cloned()
-        .chain(config.formation.peers.iter().cloned())
-        .chain(discovery_name)
-        .chain(members.into_iter().filter(|(id, _)| *id != node_id).map(|(_, peer)| peer.raft_addr))
-        .collect();
-    let ecs_metadata_uri = std::env::var(advertise::ECS_METADATA_ENV).ok().filter(|uri| !uri.is_empty());
-    let wildcard = http_addr.ip().is_unspecified() || raft_addr.ip().is_unspecified();
-    let detected = advertise::detect(advertise::Inputs {
-        flag: config.identity.advertise_host.as_deref(),
-        listen_ip: Some(if wildcard { Ipv4Addr::UNSPECIFIED.into() } else { http_addr.ip() }),
-        ecs_metadata_uri: ecs_metadata_uri.as_deref(),
-        peers: &route_peers,
-    })
-    .await?;
-    tracing::info!(node_id, host = %detected.host, source = %detected.source, "advertised host");
-    let addr = PeerAddr {
-        raft_addr: advertise::advertised(raft_addr, &detected),
-        http_addr: advertise::advertised(http_addr, &detected),
-        incarnation: identity.incarnation().to_string(),
-    };
-    Ok((addr, advertise::advertised_host(raft_addr, &detected)))
 }
