@@ -263,14 +263,19 @@ def parse_args():
     return args
 
 
-def ensure_tools():
-    missing = [tool for tool in ("etcd", "wrk") if shutil.which(tool) is None]
+# The Debian package of each tool the benches run.
+PACKAGES = {"etcd": "etcd-server", "wrk": "wrk"}
+
+
+def ensure_tools(tools=("etcd", "wrk")):
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if not missing:
         return
+    packages = [PACKAGES[tool] for tool in missing]
     if os.geteuid() != 0:
-        sys.exit(f"vs_etcd: {' and '.join(missing)} not installed. Install them first, e.g. "
-                 "`sudo apt-get install -y etcd-server wrk`, or run this script as root.")
-    install = ["apt-get", "install", "-y", "-q", "etcd-server", "wrk"]
+        sys.exit(f"{' and '.join(missing)} not installed. Install them first, e.g. "
+                 f"`sudo apt-get install -y {' '.join(packages)}`, or run this script as root.")
+    install = ["apt-get", "install", "-y", "-q", *packages]
     if subprocess.run(install, stdout=subprocess.DEVNULL).returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL, check=True)
         subprocess.run(install, stdout=subprocess.DEVNULL, check=True)

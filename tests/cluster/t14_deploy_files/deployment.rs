@@ -12,7 +12,6 @@ use std::time::Duration;
 use gameraft::client::Client;
 use gameraft::launcher::{ServeChild, ServeCommand};
 use gameraft_chaos::hosts::Hosts;
-use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::files::Container;
@@ -34,19 +33,20 @@ pub(super) enum Naming {
     Addresses,
 }
 
-/// The order the containers start in, each after its delay: a start
+/// When each container starts, after the deployment begins: a start
 /// schedule, not a wait for anything.
 #[derive(Debug, Clone)]
 pub(super) struct Schedule(Vec<(usize, Duration)>);
 
 impl Schedule {
-    /// `count` containers in a random order, each started a random delay of
-    /// up to `max_delay` after the one before.
+    /// `count` containers, each started at a random delay of up to
+    /// `max_delay` (so in a random order), earliest first.
     pub(super) fn random(count: usize, max_delay: Duration) -> Self {
         let mut rng = rand::thread_rng();
-        let mut order: Vec<usize> = (0..count).collect();
-        order.shuffle(&mut rng);
-        Self(order.into_iter().map(|i| (i, rng.gen_range(Duration::ZERO..=max_delay))).collect())
+        let mut starts: Vec<(usize, Duration)> =
+            (0..count).map(|i| (i, rng.gen_range(Duration::ZERO..=max_delay))).collect();
+        starts.sort_by_key(|&(_, at)| at);
+        Self(starts)
     }
 }
 
@@ -128,8 +128,9 @@ impl Deployment {
         let _ = std::fs::remove_dir_all(&setup.log_dir);
         std::fs::create_dir_all(&setup.log_dir).expect("the log directory");
         let mut spawned: Vec<Spawned> = Vec::new();
-        for &(index, delay) in &setup.schedule.0 {
-            tokio::time::sleep(delay).await;
+        let began = tokio::time::Instant::now();
+        for &(index, at) in &setup.schedule.0 {
+            tokio::time::sleep_until(began + at).await;
             let container = &containers[index];
             let host = &hosts.hosts[index];
             let mut named: Vec<(&Container, Ipv4Addr)> = spawned.iter().map(|s| (s.container, s.ip)).collect();

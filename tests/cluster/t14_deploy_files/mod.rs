@@ -17,8 +17,8 @@
 //!   in every namespace to the addresses of the nodes started so far (as
 //!   compose's network and Cloud Map register a container when it starts);
 //!   each node must listen on the container ports the files declare;
-//! - **start:** in a random order, each a random delay after the one before
-//!   (up to 5 s in the 20-round proofs that `.ci/run` runs as root);
+//! - **start:** each at a random delay (up to 5 s in the 20-round proofs
+//!   that `.ci/run` runs as root), so in a random order;
 //! - **health check:** the image's (compose) or the task definition's (ECS) is
 //!   run in each namespace and must pass once the cluster has formed.
 //!
@@ -42,7 +42,7 @@ use files::{compose_containers, dockerfile_image, ecs_container, guide_blocks, r
 
 /// How long the probe test waits for a node to listen.
 const LIMIT: Duration = Duration::from_secs(60);
-/// The longest delay between two starts in a formation round: 5 s in the
+/// The longest delay of a node's start in a formation round: 5 s in the
 /// 20-round proofs, shorter in the suite's single round.
 const PROOF_MAX_DELAY: Duration = Duration::from_secs(5);
 const SUITE_MAX_DELAY: Duration = Duration::from_millis(1500);
