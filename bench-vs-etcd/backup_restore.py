@@ -13,6 +13,7 @@ started on it, timed until it leads and lists every event of the backup. Last, w
 writes/s and p99 are printed. Medians of the rounds; every figure in results.json.
 """
 import argparse
+import math
 import os
 import shutil
 import statistics
@@ -53,11 +54,13 @@ def timed(cmd):
 
 
 def fill(gr, leader, events):
-    """wrk writes until the cluster holds at least `events`; returns the count it holds."""
+    """wrk writes until the cluster holds at least `events` (a 2 s run to learn the rate, then
+    what that rate needs); returns the count it holds."""
+    rate = None
     while (held := gr.total(leader)) < events:
-        rate = 5_000  # a first guess, corrected by each run
-        secs = max(2, min(60, (events - held) // rate + 1))
+        secs = 2 if rate is None else max(1, math.ceil((events - held) / rate))
         res = run_wrk(gr.write_script, gr.url(leader), FILL_CONNS, secs, [f"fill-{held}"])
+        rate = max(1.0, res["ok"] / secs)
         print(f"  filled {fmt_int(res['ok'])} more events in {secs} s", flush=True)
     return gr.total(leader)
 
