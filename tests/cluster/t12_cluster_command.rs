@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
+use tokio::process::{ChildStdout, Command};
 
 use gameraft::launcher::ServeCommand;
 
@@ -34,6 +34,24 @@ fn cluster_command(dir: &std::path::Path, http: u16, raft: u16, extra: &[&str]) 
 /// Whoever reads the command's output may go away (a closed terminal, `|
 /// head`): the command keeps its cluster, and on SIGTERM still stops every
 /// node gracefully and exits 0, without a panic.
+/// What the command printed, up to and including the first line that
+/// contains `needle`, read within 2 minutes;
+/// `None` if its output ends or the time runs out first.
+async fn printed_through(lines: &mut Lines<BufReader<ChildStdout>>, needle: &str) -> Option<String> {
+    let read = async {
+        let mut output = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            output.push_str(&line);
+            output.push('\n');
+            if line.contains(needle) {
+                return Some(output);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(120), read).await.ok().flatten()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_whose_output_is_closed_still_stops_its_nodes_and_exits_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -50,16 +68,8 @@ async fn a_cluster_whose_output_is_closed_still_stops_its_nodes_and_exits_cleanl
     });
 
     let mut lines = BufReader::new(cluster.stdout.take().expect("stdout piped")).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("Press Ctrl-C") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(ready, Ok(true), "the cluster formed and said so");
+    let ready = printed_through(&mut lines, "Press Ctrl-C").await;
+    assert!(ready.is_some(), "the cluster formed and said so");
     drop(lines); // the reader goes away
 
     kill(pid, Signal::SIGTERM).expect("SIGTERM the command");
@@ -112,19 +122,7 @@ async fn a_secure_cluster_needs_the_printed_token_and_its_peers_use_their_certif
     let mut cluster =
         cluster_command(dir.path(), http, raft, &["--secure"]).spawn().expect("start gameraft cluster --secure");
     let mut lines = BufReader::new(cluster.stdout.take().expect("stdout piped")).lines();
-    let output = tokio::time::timeout(Duration::from_secs(120), async {
-        let mut output = String::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            output.push_str(&line);
-            output.push('\n');
-            if line.contains("Press Ctrl-C") {
-                break;
-            }
-        }
-        output
-    })
-    .await
-    .expect("the cluster formed");
+    let output = printed_through(&mut lines, "Press Ctrl-C").await.expect("the cluster formed");
     let token_path = dir.path().join("secure").join("admin-token");
     assert!(output.contains(&format!("export GAMERAFT_TOKEN=$(cat {})", token_path.display())), "{output}");
     let token = std::fs::read_to_string(&token_path).expect("admin token").trim().to_string();
@@ -164,16 +162,8 @@ async fn a_cluster_given_a_tokens_file_and_a_join_token_forms_and_says_so() {
     command.env("GAMERAFT_JOIN_TOKEN", &token);
     let mut cluster = command.spawn().expect("start gameraft cluster");
     let mut lines = BufReader::new(cluster.stdout.take().expect("stdout piped")).lines();
-    let formed = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("leader is node") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(formed, Ok(true), "the cluster formed and said so");
+    let formed = printed_through(&mut lines, "leader is node").await;
+    assert!(formed.is_some(), "the cluster formed and said so");
     kill(Pid::from_raw(cluster.id().expect("running") as i32), Signal::SIGTERM).expect("SIGTERM the command");
     let status = tokio::time::timeout(Duration::from_secs(60), cluster.wait()).await.expect("exits").expect("wait");
     assert!(status.success(), "the command exited {status}");
