@@ -178,7 +178,7 @@ async fn ecs_tasks_form_one_cluster(round: usize, max_delay: Duration) -> bool {
     let text = read("deploy/ecs/task-definition.json");
     // The secret's value, and the tokens file holding its hash on the
     // config volume, as the deployment guide makes them.
-    let (join_token, tokens_line) = new_admin_token().await;
+    let (join_token, tokens_line) = new_admin_token("ecs-join").await;
     let secrets = BTreeMap::from([("GAMERAFT_JOIN_TOKEN", join_token.clone())]);
     let task = ecs_container(&text, &image, &secrets);
     let tasks: Vec<Container> =
@@ -197,12 +197,7 @@ async fn ecs_tasks_form_one_cluster(round: usize, max_delay: Duration) -> bool {
     // certificate with, as the deployment guide makes them.
     if let Some(tls_dir) = task.var("GAMERAFT_PEER_TLS_DIR") {
         let ca = tempfile::tempdir().expect("a temporary directory");
-        let made = std::process::Command::new(env!("CARGO_BIN_EXE_gameraft"))
-            .args(["certs", "init", "--dir"])
-            .arg(ca.path())
-            .output()
-            .expect("gameraft certs init runs");
-        assert!(made.status.success(), "certs init: {}", String::from_utf8_lossy(&made.stderr));
+        gameraft(ca.path(), &["certs", "init", "--dir", "."]).await;
         for file in ["ca.pem", "ca-key.pem"] {
             let contents = std::fs::read(ca.path().join(file)).expect("a CA file");
             files.push((format!("{tls_dir}/{file}"), contents));
@@ -302,14 +297,23 @@ async fn three_identical_ecs_tasks_form_one_cluster_20_times_in_a_row() {
     }
 }
 
-/// `gameraft token new --role admin`: the token, and its tokens-file line.
-async fn new_admin_token() -> (String, String) {
+/// Runs the `gameraft` command with `args` in `dir`, as the guide's
+/// commands are run; its standard output. It must succeed.
+async fn gameraft(dir: &Path, args: &[&str]) -> String {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_gameraft"))
-        .args(["token", "new", "--role", "admin", "--name", "ecs-join"])
+        .args(args)
+        .current_dir(dir)
         .output()
         .await
-        .expect("gameraft token new runs");
-    let text = String::from_utf8(output.stdout).expect("UTF-8");
+        .expect("gameraft runs");
+    assert!(output.status.success(), "gameraft {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// `gameraft token new --role admin --name NAME`: the token, and its
+/// tokens-file line.
+async fn new_admin_token(name: &str) -> (String, String) {
+    let text = gameraft(Path::new("."), &["token", "new", "--role", "admin", "--name", name]).await;
     let mut lines = text.lines();
     let (Some(token), Some(line)) = (lines.next(), lines.next()) else { panic!("two lines: {text:?}") };
     (token.to_string(), format!("{line}\n"))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::deployment::{namespaces, on_namespaces, Deployment, Naming, Schedule, Setup, PROGRAM};
 use super::files::{guide_blocks, Container, Mount};
-use super::{log_dir, SUITE_MAX_DELAY};
+use super::{gameraft, log_dir, new_admin_token, SUITE_MAX_DELAY};
 
 /// The guide's section.
 const SECTION: &str = "## Plain machines (systemd)";
@@ -26,18 +26,6 @@ fn assignments(text: &str) -> Vec<(String, String)> {
         .filter_map(|line| line.split_once('='))
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect()
-}
-
-/// Runs `gameraft` with `args` in `dir`; its standard output.
-async fn gameraft(dir: &std::path::Path, args: &[&str]) -> String {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_gameraft"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .await
-        .expect("gameraft runs");
-    assert!(output.status.success(), "gameraft {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("UTF-8")
 }
 
 /// The unit's `ExecStart` is `gameraft serve` and its `EnvironmentFile` the
@@ -79,9 +67,7 @@ async fn the_guides_plain_machines_form_one_secure_cluster() {
     // The guide's credential commands, at the machines' addresses.
     let credentials_dir = tempfile::tempdir().expect("a temporary directory");
     let dir = credentials_dir.path();
-    let token_lines = gameraft(dir, &["token", "new", "--role", "admin", "--name", "join"]).await;
-    let (token, tokens_line) = token_lines.split_once('\n').expect("two lines");
-    let (token, tokens_line) = (token.to_string(), format!("{}\n", tokens_line.trim()));
+    let (token, tokens_line) = new_admin_token("join").await;
     gameraft(dir, &["certs", "init", "--dir", "ca"]).await;
     for (id, ip) in ips.iter().enumerate() {
         gameraft(dir, &["certs", "node", "--dir", "ca", "--id", &(id + 1).to_string(), "--host", &ip.to_string()])
