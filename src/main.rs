@@ -176,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Commands::Restore { file, data_dir, id } => {
-            let done = backup::restore(&file, &data_dir, id).unwrap_or_else(|e| fail("restore", &e));
+            let done = backup::restore(&file, &data_dir, id).await.unwrap_or_else(|e| fail("restore", &e));
             println!(
                 "{}: node {} of new cluster {}, {} events up to log index {}; start it with `gameraft serve --data-dir {}`, then join other nodes to it",
                 data_dir.display(),

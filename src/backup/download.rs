@@ -81,8 +81,8 @@ pub async fn download(source: &Source, file: &Path) -> Result<Downloaded, Backup
         }
     };
     std::fs::rename(&tmp, file).map_err(|e| BackupError::file("rename the backup to", file, e))?;
-    let dir = file.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    sync_dir(dir).map_err(|e| BackupError::file("fsync", dir, e))?;
+    let dir = super::directory_of(file);
+    sync_dir(&dir).map_err(|e| BackupError::file("fsync", &dir, e))?;
     Ok(Downloaded { header, bytes, took: started.elapsed() })
 }
 

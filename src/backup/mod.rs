@@ -79,3 +79,12 @@ impl BackupError {
         Self::File { what, path: path.to_path_buf(), source }
     }
 }
+
+/// The directory `path` is in, to fsync after a rename there (`.` for a
+/// bare file name).
+fn directory_of(path: &std::path::Path) -> std::path::PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
+}

@@ -35,8 +35,12 @@ use std::path::{Path, PathBuf};
 
 use super::format::{copy_events, BackupHeader};
 use super::BackupError;
-use crate::disk::format::{random_id, FORMAT, LOG_DIR, PURGED_FILE, STATE_DIR, VOTE_FILE};
-use crate::disk::{atomic_write, sync_dir, DataDir};
+use openraft::storage::RaftLogStorage;
+
+use super::directory_of;
+use crate::disk::format::{random_id, FORMAT, LOG_DIR, STATE_DIR};
+use crate::disk::{sync_dir, DataDir};
+use crate::raft_log::FileLogStore;
 use crate::state_machine::install_restored;
 use crate::types::{Membership, NodeId, PeerAddr, SnapshotMeta, StoredMembership, Vote};
 
@@ -54,7 +58,7 @@ pub struct Restored {
 
 /// Restores the backup `file` into the new data directory `data_dir`
 /// (absent or empty), for node `id` (a random one if `None`).
-pub fn restore(file: &Path, data_dir: &Path, id: Option<NodeId>) -> Result<Restored, BackupError> {
+pub async fn restore(file: &Path, data_dir: &Path, id: Option<NodeId>) -> Result<Restored, BackupError> {
     let header = {
         let input = fs::File::open(file).map_err(|e| BackupError::file("open", file, e))?;
         BackupHeader::read_from(&mut BufReader::new(input))?
@@ -72,11 +76,11 @@ pub fn restore(file: &Path, data_dir: &Path, id: Option<NodeId>) -> Result<Resto
     if staging.exists() {
         return Err(BackupError::Leftover { path: staging });
     }
-    let restored = build(file, &staging, id).and_then(|restored| {
+    let restored = build(file, &staging, id).await.and_then(|restored| {
         // Onto an absent or empty directory: rename replaces an empty one.
         fs::rename(&staging, data_dir)
             .map_err(|e| BackupError::file("rename the restored directory to", data_dir, e))?;
-        let parent = parent_of(data_dir);
+        let parent = directory_of(data_dir);
         sync_dir(&parent).map_err(|e| BackupError::file("fsync", &parent, e))?;
         Ok(restored)
     });
@@ -87,7 +91,7 @@ pub fn restore(file: &Path, data_dir: &Path, id: Option<NodeId>) -> Result<Resto
 }
 
 /// Writes the whole data directory into `dir` (which must not exist).
-fn build(file: &Path, dir: &Path, id: Option<NodeId>) -> Result<Restored, BackupError> {
+async fn build(file: &Path, dir: &Path, id: Option<NodeId>) -> Result<Restored, BackupError> {
     let node_id = id.unwrap_or_else(crate::identity::new_node_id);
     let data_dir = DataDir::open(dir, Some(node_id), || node_id)?;
     let cluster_id = random_id();
@@ -138,16 +142,14 @@ fn build(file: &Path, dir: &Path, id: Option<NodeId>) -> Result<Restored, Backup
         )));
     }
 
+    // Written by the log store itself, in its own formats.
     let log_dir = dir.join(LOG_DIR);
-    let write_log = || -> std::io::Result<()> {
-        fs::create_dir(&log_dir)?;
-        atomic_write(&log_dir.join(PURGED_FILE), &serde_json::to_vec(&last_log_id).map_err(std::io::Error::other)?)?;
-        let vote = Vote::new(last_log_id.leader_id.term, node_id);
-        atomic_write(&log_dir.join(VOTE_FILE), &serde_json::to_vec(&vote).map_err(std::io::Error::other)?)?;
-        sync_dir(&log_dir)?;
-        sync_dir(dir)
-    };
-    write_log().map_err(|e| BackupError::file("write", &log_dir, e))?;
+    let log_error = |e: openraft::StorageError<NodeId>| BackupError::file("write", &log_dir, std::io::Error::other(e));
+    let mut log = FileLogStore::open(&log_dir)?;
+    log.save_vote(&Vote::new(last_log_id.leader_id.term, node_id)).await.map_err(log_error)?;
+    log.purge(last_log_id).await.map_err(log_error)?;
+    drop(log);
+    sync_dir(dir).map_err(|e| BackupError::file("fsync", dir, e))?;
     Ok(Restored { node_id, cluster_id, header })
 }
 
@@ -159,12 +161,5 @@ fn staging_path(data_dir: &Path) -> Result<PathBuf, BackupError> {
     let mut staging = std::ffi::OsString::from(".");
     staging.push(name);
     staging.push(".restoring");
-    Ok(parent_of(data_dir).join(staging))
-}
-
-fn parent_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
+    Ok(directory_of(data_dir).join(staging))
 }
